@@ -1,0 +1,94 @@
+import numpy as np
+import pytest
+import torch
+
+from broken import make_broken, make_unusual_but_valid
+from translate.data import (DataError, UnpairedDataset, UnpairedSampler, build_transform, collate, list_images,
+                            load_rgb)
+
+
+def test_unusual_images_become_correct_rgb(tmp_path):
+    make_unusual_but_valid(tmp_path)
+    rgba = load_rgb(tmp_path / "rgba.png")
+    assert rgba.shape == (40, 40, 3) and rgba.dtype == np.uint8
+    assert (rgba[0, 0] == [255, 0, 0]).all() and (rgba[-1, -1] == [255, 255, 255]).all()  # alpha on white
+    pal = load_rgb(tmp_path / "palette.png")
+    assert (pal[0, 0] == [255, 255, 255]).all() and (pal[-1, -1] == [0, 0, 255]).all()
+    assert (load_rgb(tmp_path / "deep16.png")[-1, -1] == round(1599 * 40 / 257)).all()  # 16-bit scaled, not clipped
+    gray = load_rgb(tmp_path / "gray.png")
+    assert (gray[..., 0] == gray[..., 1]).all()
+    assert (np.abs(load_rgb(tmp_path / "cmyk.jpg")[20, 20].astype(int) - [255, 0, 0]) < 8).all()
+    assert load_rgb(tmp_path / "exif.jpg").shape == (40, 20, 3)  # stored 40x20 landscape, shown portrait
+    assert (load_rgb(tmp_path / "anim.gif")[0, 0] == [0, 0, 255]).all()  # first frame
+
+
+def test_broken_files_rejected_with_file_and_reason(tmp_path):
+    for name, word in make_broken(tmp_path).items():
+        with pytest.raises(DataError) as info:
+            load_rgb(tmp_path / name)
+        assert name in str(info.value) and word in str(info.value)
+
+
+def test_missing_and_empty_folders_are_clear_errors(tmp_path):
+    with pytest.raises(DataError, match="not a folder"):
+        list_images(tmp_path / "nope")
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "readme.txt").write_text("x")
+    with pytest.raises(DataError, match="no images found"):
+        list_images(tmp_path / "empty")
+
+
+def test_listing_is_recursive_and_sorted(toy_root, tmp_path):
+    (tmp_path / "x" / "deep").mkdir(parents=True)
+    for name in ("b.png", "a.jpg", "deep/c.PNG"):
+        (tmp_path / "x" / name).write_bytes(b"")
+    assert [p.name for p in list_images(tmp_path / "x")] == ["a.jpg", "b.png", "c.PNG"]
+
+
+def test_sampler_shuffles_domains_independently_and_resumes_mid_epoch():
+    full = list(UnpairedSampler(10, 4, seed=3, epoch=1))
+    a, b, seeds = zip(*full)
+    assert sorted(a) == list(range(10))
+    assert {b.count(i) for i in range(4)} <= {2, 3}  # the short domain is drawn from repeated permutations
+    assert a != tuple(range(10)) and len(set(seeds)) == 10
+    assert list(UnpairedSampler(10, 4, seed=3, epoch=1, start=6)) == full[6:]
+    assert list(UnpairedSampler(10, 4, seed=3, epoch=2)) != full
+    ranks = [list(UnpairedSampler(10, 4, seed=3, epoch=1, rank=r, world_size=2)) for r in range(2)]
+    assert sorted(ranks[0] + ranks[1]) == sorted(full)
+
+
+def test_pipeline_is_in_range_and_identical_across_worker_counts(toy_root):
+    files_a, files_b = list_images(toy_root / "trainA"), list_images(toy_root / "trainB")[:20]
+    dataset = UnpairedDataset(files_a, files_b, build_transform(40, 32))
+    batches = []
+    for workers in (0, 2):
+        sampler = torch.utils.data.BatchSampler(UnpairedSampler(len(files_a), len(files_b), seed=1), 4, True)
+        loader = torch.utils.data.DataLoader(dataset, batch_sampler=sampler, collate_fn=collate,
+                                             num_workers=workers)
+        batches.append([b["a"] for b in loader])
+    assert len(batches[0]) == 12
+    assert batches[0][0].shape == (4, 3, 32, 32)
+    assert -1.0 <= batches[0][0].min() and batches[0][0].max() <= 1.0
+    assert all(torch.equal(x, y) for x, y in zip(*batches))
+    # crops really are random: the same file under two seeds gives two crops
+    x = dataset[(0, 0, 1)]["a"]
+    assert any(not torch.equal(x, dataset[(0, 0, s)]["a"]) for s in range(2, 6))
+
+
+def test_non_square_images_and_images_smaller_than_the_crop(tmp_path):
+    from PIL import Image
+    Image.new("RGB", (90, 30), "red").save(tmp_path / "wide.png")
+    Image.new("RGB", (10, 12), "blue").save(tmp_path / "tiny.png")
+    for resize in (True, False):
+        t = build_transform(36, 32, resize=resize)
+        for name in ("wide.png", "tiny.png"):
+            assert t(image=load_rgb(tmp_path / name))["image"].shape == (32, 32, 3)
+
+
+def test_dataset_substitutes_a_file_that_fails_to_decode(tmp_path):
+    make_broken(tmp_path / "bad")
+    make_unusual_but_valid(tmp_path / "good")
+    files = [tmp_path / "bad" / "truncated.jpg", tmp_path / "good" / "gray.png"]
+    item = UnpairedDataset(files, files, build_transform(32, 32))[(0, 1, 0)]
+    assert item["a"].shape == (3, 32, 32)
+    assert len(item["bad"]) == 1 and "truncated.jpg" in item["bad"][0]

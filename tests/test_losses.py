@@ -1,0 +1,68 @@
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from translate import losses
+
+
+def test_lsgan_known_values():
+    real, fake = torch.tensor([1.0, 0.5]), torch.tensor([0.0, 1.0])
+    # D: 0.5 * (mean((r-1)^2) + mean(f^2)) = 0.5 * (0.125 + 0.5)
+    assert losses.d_loss("lsgan", real, fake).item() == pytest.approx(0.3125)
+    assert losses.g_loss("lsgan", fake).item() == pytest.approx(0.5)
+    # one-sided smoothing moves only the real target: 0.5 * (mean((r-0.9)^2) + 0.5)
+    assert losses.d_loss("lsgan", real, fake, smoothing=0.1).item() == pytest.approx(0.5 * ((0.01 + 0.16) / 2 + 0.5))
+
+
+def test_vanilla_known_values():
+    zero = torch.zeros(3)
+    assert losses.d_loss("vanilla", zero, zero).item() == pytest.approx(math.log(2))
+    assert losses.g_loss("vanilla", zero).item() == pytest.approx(math.log(2))
+    smoothed = losses.d_loss("vanilla", torch.tensor([10.0]), torch.tensor([-10.0]), smoothing=0.1).item()
+    assert smoothed == pytest.approx(0.5 * (0.1 * 10 + math.log1p(math.exp(-10)) + math.log1p(math.exp(-10))),
+                                     rel=1e-4)
+
+
+def test_wasserstein_and_hinge_known_values():
+    real, fake = torch.tensor([2.0, 0.0]), torch.tensor([-1.0, 0.5])
+    assert losses.d_loss("wgan-gp", real, fake).item() == pytest.approx(-0.25 - 1.0)
+    assert losses.g_loss("wgan-clip", fake).item() == pytest.approx(0.25)
+    # hinge: mean(relu(1 - r)) + mean(relu(1 + f)) = (0 + 1)/2 + (0 + 1.5)/2
+    assert losses.d_loss("hinge", real, fake).item() == pytest.approx(1.25)
+    assert losses.g_loss("hinge", fake).item() == pytest.approx(0.25)
+
+
+def test_gradient_penalty_equals_hand_computation():
+    torch.manual_seed(0)
+    critic = nn.Conv2d(1, 1, 2, bias=False)
+    real, fake = torch.randn(3, 1, 3, 3), torch.randn(3, 1, 3, 3)
+    torch.manual_seed(1)
+    gp = losses.gradient_penalty(critic, real, fake)
+    # A linear critic summing a 2x2 conv over a 3x3 input: d out / d x is the kernel summed over its
+    # positions; the same for every sample and every interpolate.
+    w = critic.weight[0, 0].detach()
+    grad = torch.zeros(3, 3)
+    for i in range(2):
+        for j in range(2):
+            grad[i:i + 2, j:j + 2] += w
+    assert gp.item() == pytest.approx(((grad.norm() - 1) ** 2).item(), rel=1e-5)
+
+
+def test_r1_penalty_hand_computation():
+    critic = nn.Linear(4, 1, bias=False)
+    with torch.no_grad():
+        critic.weight.copy_(torch.tensor([[1.0, 2.0, 0.0, -2.0]]))
+    assert losses.r1_penalty(critic, torch.randn(5, 4)).item() == pytest.approx(9.0)
+
+
+def test_recon_and_feature_matching():
+    a, b = torch.zeros(2, 3), torch.full((2, 3), 0.5)
+    assert losses.recon_loss("l1", a, b).item() == pytest.approx(0.5)
+    assert losses.recon_loss("l2", a, b).item() == pytest.approx(0.25)
+    real = [torch.ones(2, 3), torch.zeros(2, 1)]
+    fake = [torch.zeros(2, 3), torch.ones(2, 1)]  # the last entry (logits) is excluded
+    assert losses.feature_matching_loss(real, fake).item() == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="unknown adversarial"):
+        losses.d_loss("wgan", a, b)

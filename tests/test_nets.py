@@ -1,0 +1,69 @@
+import pytest
+import torch
+from torch import nn
+
+from translate.config import ModelConfig
+from translate.nets import build_discriminator, build_generator
+from translate.nets.layers import BlurPool
+
+
+@pytest.mark.parametrize("upsample", ["resize-conv", "transpose", "antialiased"])
+@pytest.mark.parametrize("size", [(32, 32), (36, 52), (64, 20)])
+def test_resnet_generator_keeps_any_size_divisible_by_4(upsample, size):
+    g = build_generator(ModelConfig(ngf=8, n_blocks=2, upsample=upsample))
+    out = g(torch.randn(2, 3, *size))
+    assert out.shape == (2, 3, *size)
+    assert out.abs().max() <= 1.0  # Tanh output, images in [-1, 1]
+
+
+def test_upsampling_choice_changes_the_layers():
+    kinds = {}
+    for upsample in ("resize-conv", "transpose", "antialiased"):
+        g = build_generator(ModelConfig(ngf=8, n_blocks=1, upsample=upsample))
+        kinds[upsample] = {type(m) for m in g.modules()}
+    assert nn.Upsample in kinds["resize-conv"] and nn.ConvTranspose2d not in kinds["resize-conv"]
+    assert nn.ConvTranspose2d in kinds["transpose"] and BlurPool not in kinds["transpose"]
+    assert BlurPool in kinds["antialiased"]
+
+
+@pytest.mark.parametrize("generator", ["unet", "encoder-decoder"])
+def test_unet_shapes(generator):
+    g = build_generator(ModelConfig(generator=generator, ngf=8, unet_depth=4, g_norm="batch"))
+    assert g(torch.randn(2, 3, 32, 48)).shape == (2, 3, 32, 48)
+
+
+def test_unet_skips_make_the_difference():
+    unet = build_generator(ModelConfig(generator="unet", ngf=8, unet_depth=3))
+    plain = build_generator(ModelConfig(generator="encoder-decoder", ngf=8, unet_depth=3))
+    assert sum(p.numel() for p in unet.parameters()) > sum(p.numel() for p in plain.parameters())
+
+
+@pytest.mark.parametrize("n_layers,size,patches", [(3, 256, 30), (2, 64, 14), (3, 64, 6)])
+def test_patchgan_output_grid(n_layers, size, patches):
+    d = build_discriminator(ModelConfig(ndf=8, n_layers=n_layers))
+    assert d(torch.randn(1, 3, size, size)).shape == (1, 1, patches, patches)
+
+
+def test_spectral_norm_present_only_when_asked():
+    with_sn = build_discriminator(ModelConfig(ndf=8, spectral_norm=True))
+    without = build_discriminator(ModelConfig(ndf=8))
+    convs = [m for m in with_sn.modules() if isinstance(m, nn.Conv2d)]
+    assert convs and all(hasattr(m, "weight_orig") for m in convs)
+    assert not any(hasattr(m, "weight_orig") for m in without.modules())
+
+
+def test_norm_options_and_init():
+    g = build_generator(ModelConfig(ngf=8, n_blocks=1, g_norm="batch"))
+    assert any(isinstance(m, nn.BatchNorm2d) for m in g.modules())
+    g = build_generator(ModelConfig(ngf=8, n_blocks=1, g_norm="none"))
+    assert not any(isinstance(m, (nn.BatchNorm2d, nn.InstanceNorm2d)) for m in g.modules())
+    big = build_generator(ModelConfig(ngf=32, n_blocks=4))
+    weights = torch.cat([m.weight.flatten() for m in big.modules() if isinstance(m, nn.Conv2d)])
+    assert abs(weights.std().item() - 0.02) < 0.002
+
+
+def test_unknown_names_are_clear_errors():
+    with pytest.raises(ValueError, match="unknown generator 'vit'"):
+        build_generator(ModelConfig(generator="vit"))
+    with pytest.raises(ValueError, match="unknown upsampling"):
+        build_generator(ModelConfig(upsample="pixelshuffle"))

@@ -1,0 +1,157 @@
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from broken import make_broken, make_unusual_but_valid
+from conftest import tiny_config
+from translate.checkpoint import load_state, read_model
+from translate.cli import main
+from translate.data import load_rgb, to_tensor
+from translate.engine import Trainer
+
+
+def paired_error(generator, root) -> tuple[float, float]:
+    """Mean L1 of G(testA) against the true testB, and of the do-nothing mapping (input as output)."""
+    generator.eval()
+    errors, identity = [], []
+    with torch.no_grad():
+        for path in sorted((root / "testA").glob("*.png")):
+            a = to_tensor(load_rgb(path))[None]
+            truth = to_tensor(load_rgb(root / "testB" / path.name))[None]
+            errors.append((generator(a) - truth).abs().mean().item())
+            identity.append((a - truth).abs().mean().item())
+    return float(np.mean(errors)), float(np.mean(identity))
+
+
+# DiscoGAN and DualGAN's paper learning rates are tuned for long runs; for 100 steps they get 5e-4.
+@pytest.mark.parametrize("recipe,overrides", [("cyclegan", {}), ("discogan", dict(lr_g=5e-4, lr_d=5e-4)),
+                                              ("dualgan", dict(lr_g=5e-4, lr_d=5e-4))])
+def test_each_recipe_learns_the_toy_mapping(toy_root, tmp_path, recipe, overrides):
+    """The true A -> B mapping is a colour-channel roll; after 100 CPU steps every recipe's G_ab must be much
+    closer to it than at initialisation and closer than the do-nothing mapping (input as output)."""
+    cfg = tiny_config(recipe, data=str(toy_root), max_steps=100, log_every=50, **overrides)
+    trainer = Trainer(cfg, tmp_path / recipe)
+    before, do_nothing = paired_error(trainer.generators()["g_ab"], toy_root)
+    trainer.fit()
+    after, _ = paired_error(trainer.generators()["g_ab"], toy_root)
+    assert after < 0.5 * before
+    assert after < 0.9 * do_nothing
+
+
+def test_stabilizers_all_run_together(toy_root, tmp_path):
+    cfg = tiny_config("cyclegan", data=str(toy_root), max_steps=4, adversarial="hinge", spectral_norm=True,
+                      label_smoothing=0.1, r1_weight=1.0, feature_matching=1.0, d_steps=2, g_steps=2, ema=0.9,
+                      lr_g=1e-4, lr_d=4e-4, pool_size=3, optimizer="rmsprop")
+    trainer = Trainer(cfg, tmp_path / "run")
+    metrics = trainer.fit()
+    assert metrics["step"] == 4 and "g_fm" in metrics
+    assert metrics["lr_d"] == pytest.approx(4 * metrics["lr_g"])
+    ema_w = trainer.generators()["g_ab"][1].weight
+    assert not torch.equal(ema_w, trainer.g_ab[1].weight)  # samples and export use the EMA weights
+    nets, meta = read_model(tmp_path / "run" / "model.safetensors")
+    assert torch.equal(nets["g_ab"]["1.weight"], ema_w) and meta["ema"] is True
+
+
+def test_wgan_clip_keeps_critic_weights_in_bounds(toy_root, tmp_path):
+    trainer = Trainer(tiny_config("dualgan", data=str(toy_root), adversarial="wgan-clip", clip_value=0.01),
+                      tmp_path / "run")
+    trainer.fit()
+    assert max(p.abs().max().item() for p in trainer.d_a.parameters()) <= 0.01
+
+
+def test_lr_schedule_constant_then_linear_to_zero(toy_root, tmp_path):
+    trainer = Trainer(tiny_config(data=str(toy_root), max_steps=10, lr_decay_start=0.5), tmp_path / "run")
+    factors = [trainer._lr_factor(s) for s in range(11)]
+    assert factors[:5] == [1.0] * 5 and factors[10] == 0.0
+    assert all(x > y for x, y in zip(factors[5:], factors[6:]))
+
+
+def _all_tensors(state) -> list[torch.Tensor]:
+    if isinstance(state, torch.Tensor):
+        return [state]
+    if isinstance(state, dict):
+        return [t for k in sorted(state, key=str) for t in _all_tensors(state[k])]
+    if isinstance(state, (list, tuple)):
+        return [t for v in state for t in _all_tensors(v)]
+    return []
+
+
+def test_resume_is_bit_identical(toy_root, tmp_path):
+    """8 steps in one go == 4 steps, stop, resume in a fresh process-like Trainer, 4 more; with a data loader
+    epoch boundary inside (12 images, batch 4: 3 steps an epoch), image pool, EMA and LR decay all active."""
+    def cfg():
+        return tiny_config(data=str(toy_root), max_steps=8, pool_size=5, ema=0.9, d_steps=2, workers=2)
+    small = toy_root.parent / "toy12"
+    if not small.exists():
+        shutil.copytree(toy_root, small)
+        for p in sorted((small / "trainA").glob("*.png"))[12:] + sorted((small / "trainB").glob("*.png"))[12:]:
+            p.unlink()
+    straight = Trainer(cfg().update({"data": str(small)}), tmp_path / "straight")
+    straight.fit()
+    first = Trainer(cfg().update({"data": str(small)}), tmp_path / "paused")
+    first.fit(stop_at=4)
+    assert load_state(tmp_path / "paused" / "state" / "last.pt")["step"] == 4
+    second = Trainer(cfg().update({"data": str(small)}), tmp_path / "paused")
+    second.fit(resume=True)
+    a, b = _all_tensors(straight.state_dict()), _all_tensors(second.state_dict())
+    assert len(a) == len(b) > 50
+    assert all(torch.equal(x, y) for x, y in zip(a, b))
+
+
+def test_cli_end_to_end_run_folder_and_resume(toy_root, tmp_path, capsys):
+    common = ["--data", str(toy_root), "--runs-dir", str(tmp_path), "--name", "toy", "--ngf", "8",
+              "--n-blocks", "1", "--ndf", "8", "--n-layers", "2", "--load-size", "32", "--crop-size", "32",
+              "--workers", "0", "--batch-size", "2", "--log-every", "2", "--sample-every", "3",
+              "--save-every", "3", "--lr-decay-start", "1", "--device", "cpu"]
+    assert main(["train", *common, "--max-steps", "3"]) == 0
+    run = tmp_path / "toy"
+    assert main(["train", "--resume", "--name", "toy", "--runs-dir", str(tmp_path), "--max-steps", "6"]) == 0
+    assert main(["train", *common, "--name", "straight", "--max-steps", "6"]) == 0
+    resumed = load_state(run / "state" / "last.pt")
+    straight = load_state(tmp_path / "straight" / "state" / "last.pt")
+    assert resumed["step"] == 6
+    assert all(torch.equal(x, y) for x, y in zip(_all_tensors(resumed["nets"]), _all_tensors(straight["nets"])))
+
+    config = json.loads((run / "config.json").read_text())
+    assert config["train"]["recipe"] == "cyclegan" and config["model"]["ngf"] == 8
+    logged = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [m["step"] for m in logged] == [2, 3, 4, 6]
+    assert {"g_adv", "g_cycle", "g_identity", "d_a", "d_b", "lr_g", "images_per_s"} <= set(logged[0])
+    assert list((run / "tensorboard").glob("events.out.tfevents.*"))
+    grid = Image.open(run / "samples" / "step_0000006.png")
+    assert grid.size == (6 * 34 + 2, 4 * 34 + 2)  # 6 columns, 4 sample rows (the default), 2 px padding
+    nets, meta = read_model(run / "model.safetensors")
+    assert set(nets) == {"g_ab", "g_ba"} and meta["steps"] == 6 and meta["domains"] == ["A", "B"]
+    assert meta["recipe"] == "cyclegan" and meta["model"]["ngf"] == 8 and meta["image_size"] == 32
+
+
+def test_cli_user_errors_are_one_clear_line(tmp_path, capsys):
+    assert main(["train", "--data", str(tmp_path / "missing")]) == 2
+    err = capsys.readouterr().err
+    assert "missing" in err and "not found" in err and "Traceback" not in err
+    assert main(["train", "--data-a", str(tmp_path)]) == 2
+    assert "--data-b" in capsys.readouterr().err
+    assert main(["train", "--resume", "--name", "ghost", "--runs-dir", str(tmp_path)]) == 2
+    with pytest.raises(SystemExit):
+        main(["train", "--adversarial", "wgan"])
+
+
+def test_folder_with_bad_files_trains_and_reports_them(toy_root, tmp_path):
+    folder_a = tmp_path / "photos"
+    shutil.copytree(toy_root / "trainA", folder_a)
+    make_broken(folder_a / "broken")
+    make_unusual_but_valid(folder_a / "odd")
+    cfg = tiny_config(data_a=str(folder_a), data_b=str(toy_root / "trainB"), max_steps=30, batch_size=4,
+                      load_size=36, crop=True)
+    with pytest.warns(UserWarning, match="bomb.png"):
+        trainer = Trainer(cfg, tmp_path / "run")
+    trainer.fit()
+    report = (tmp_path / "run" / "skipped.txt").read_text()
+    for name in ("empty.png", "truncated.png", "truncated.jpg", "notes.png", "bomb.png"):
+        assert name in report
+    assert "odd" not in report  # grayscale, RGBA, 16-bit, CMYK, EXIF and GIF files all trained
+    assert trainer.domains.names == ("photos", "trainB")

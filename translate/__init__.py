@@ -1,0 +1,9 @@
+"""translate: unpaired image-to-image translation (CycleGAN, DiscoGAN, DualGAN) from one engine."""
+import os
+
+# No network at run time: nothing in this package may phone home or download.
+for _key, _value in {"GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_DISABLE_TELEMETRY": "1",
+                     "HF_HUB_OFFLINE": "1", "NO_ALBUMENTATIONS_UPDATE": "1"}.items():
+    os.environ.setdefault(_key, _value)
+
+__version__ = "0.1.0"

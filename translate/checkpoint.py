@@ -1,0 +1,83 @@
+"""Resume state (atomic, weights-only loadable) and the exported model artifact (one self-describing
+.safetensors file: both generators' weights, with the JSON config and domain names in its metadata)."""
+from __future__ import annotations
+
+import io
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save
+from safetensors import safe_open
+
+ARTIFACT_FORMAT = "translate-model/1"
+
+
+def atomic_write(path: str | Path, data: bytes) -> None:
+    """Write to a temporary file in the same folder, fsync, then rename over `path`: readers see the old
+    file or the new one, never a half-written one. On failure the old file is untouched."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def save_state(path: str | Path, state: dict) -> None:
+    """Save a resume state (plain dicts of tensors and primitives) atomically."""
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    atomic_write(path, buffer.getvalue())
+
+
+def load_state(path: str | Path) -> dict:
+    """Load a resume state with weights-only unpickling: a file that would run code is refused."""
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+class ArtifactError(ValueError):
+    """A model file that is missing, truncated or not a translate model."""
+
+
+def export_model(path: str | Path, generators: dict[str, torch.nn.Module], metadata: dict) -> None:
+    """Write generators (name -> module) and JSON-able metadata as one safetensors file, atomically."""
+    tensors = {f"{name}.{key}": value.detach().cpu().contiguous()
+               for name, net in generators.items() for key, value in net.state_dict().items()}
+    meta = {"format": ARTIFACT_FORMAT, **{k: json.dumps(v) for k, v in metadata.items()}}
+    atomic_write(path, save(tensors, metadata=meta))
+
+
+def read_model(path: str | Path) -> tuple[dict[str, dict[str, torch.Tensor]], dict]:
+    """(generator name -> state dict, metadata) from an artifact; a clear ArtifactError for a bad file."""
+    path = Path(path)
+    if not path.is_file():
+        raise ArtifactError(f"{path}: no such model file")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            raw = f.metadata() or {}
+        tensors = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise ArtifactError(f"{path}: not a readable safetensors model ({exc})") from None
+    if raw.get("format") != ARTIFACT_FORMAT:
+        raise ArtifactError(f"{path}: not a translate model (metadata format is {raw.get('format')!r})")
+    meta = {k: json.loads(v) for k, v in raw.items() if k != "format"}
+    nets: dict[str, dict[str, torch.Tensor]] = {}
+    for key, value in tensors.items():
+        name, _, param = key.partition(".")
+        nets.setdefault(name, {})[param] = value
+    return nets, meta

@@ -1,0 +1,145 @@
+"""Run configuration as plain dataclasses: JSON round trip, and one CLI flag per field."""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+def opt(default, help: str, choices: tuple | None = None):
+    """A dataclass field that also describes its CLI flag."""
+    return field(default=default, metadata={"help": help, "choices": choices})
+
+
+@dataclass
+class ModelConfig:
+    generator: str = opt("resnet", "generator net", ("resnet", "unet", "encoder-decoder"))
+    ngf: int = opt(64, "generator width (filters in the first layer)")
+    n_blocks: int = opt(9, "residual blocks in the ResNet generator")
+    unet_depth: int = opt(6, "U-Net / encoder-decoder downsamplings (image sides divisible by 2**depth)")
+    g_norm: str = opt("instance", "generator normalisation", ("instance", "batch", "none"))
+    dropout: float = opt(0.0, "generator dropout")
+    upsample: str = opt("resize-conv", "generator upsampling", ("resize-conv", "transpose", "antialiased"))
+    discriminator: str = opt("patchgan", "discriminator net", ("patchgan",))
+    ndf: int = opt(64, "discriminator width")
+    n_layers: int = opt(3, "PatchGAN stride-2 layers (3 = 70x70 patches)")
+    d_norm: str = opt("instance", "discriminator normalisation", ("instance", "batch", "none"))
+    spectral_norm: bool = opt(False, "spectral norm on every discriminator conv")
+    channels: int = opt(3, "image channels")
+    init_gain: float = opt(0.02, "std of the normal weight init")
+
+
+@dataclass
+class DataConfig:
+    data: str | None = opt(None, "dataset root holding trainA/ trainB/ (and testA/ testB/ for samples)")
+    data_a: str | None = opt(None, "folder of domain A images (recursive)")
+    data_b: str | None = opt(None, "folder of domain B images (recursive)")
+    load_size: int = opt(286, "resize the shorter side to this before cropping")
+    crop_size: int = opt(256, "square crop fed to the nets (divisible by 4)")
+    resize: bool = opt(True, "resize to --load-size")
+    crop: bool = opt(True, "random crop (centre crop when off)")
+    flip: bool = opt(True, "random horizontal flip")
+    workers: int = opt(2, "data loader processes (0 = load in the main process)")
+
+
+@dataclass
+class TrainConfig:
+    recipe: str = opt("cyclegan", "recipe: cyclegan | discogan | dualgan (sets the defaults below)")
+    adversarial: str = opt("lsgan", "adversarial objective", ("lsgan", "vanilla", "wgan-gp", "wgan-clip", "hinge"))
+    label_smoothing: float = opt(0.0, "one-sided label smoothing: real target is 1 - this")
+    gp_weight: float = opt(10.0, "gradient penalty weight (wgan-gp)")
+    clip_value: float = opt(0.01, "critic weight clipping bound (wgan-clip)")
+    r1_weight: float = opt(0.0, "R1 penalty weight on real images (0 = off)")
+    recon_loss: str = opt("l1", "reconstruction (cycle) distance", ("l1", "l2"))
+    lambda_cycle: float = opt(10.0, "cycle loss weight, per direction")
+    lambda_identity: float = opt(0.5, "identity loss weight, relative to --lambda-cycle (0 = off)")
+    feature_matching: float = opt(0.0, "discriminator feature-matching loss weight (0 = off)")
+    optimizer: str = opt("adam", "optimizer", ("adam", "rmsprop"))
+    lr_g: float = opt(2e-4, "generator learning rate")
+    lr_d: float = opt(2e-4, "discriminator learning rate (TTUR: set it apart from --lr-g)")
+    beta1: float = opt(0.5, "Adam beta1")
+    beta2: float = opt(0.999, "Adam beta2")
+    weight_decay: float = opt(0.0, "optimizer weight decay")
+    d_steps: int = opt(1, "discriminator updates per batch")
+    g_steps: int = opt(1, "generator updates per batch")
+    pool_size: int = opt(50, "image pool of past fakes shown to the discriminator (0 = off)")
+    ema: float = opt(0.0, "EMA decay of generator weights for samples and export (0 = off, e.g. 0.999)")
+    lr_decay_start: float = opt(0.5, "fraction of the run at constant LR before linear decay to zero (1 = never)")
+    batch_size: int = opt(1, "images per domain per step")
+    epochs: int = opt(200, "epochs (an epoch is one pass over the larger domain)")
+    max_steps: int | None = opt(None, "total steps (overrides --epochs)")
+    seed: int = opt(0, "random seed (a CPU run is bit-reproducible)")
+    device: str = opt("auto", "cuda | cpu | auto")
+    name: str | None = opt(None, "run name: the run folder is RUNS_DIR/NAME")
+    runs_dir: str = opt("runs", "where run folders go")
+    log_every: int = opt(50, "steps between metric logs")
+    sample_every: int = opt(500, "steps between sample grids")
+    save_every: int = opt(1000, "steps between resume checkpoints and model exports")
+    n_samples: int = opt(4, "fixed test images per domain in sample grids")
+
+
+@dataclass
+class Config:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Config":
+        sections = {}
+        for f in dataclasses.fields(cls):
+            section_cls = f.default_factory
+            values = d.get(f.name, {})
+            unknown = set(values) - {x.name for x in dataclasses.fields(section_cls)}
+            if unknown:
+                raise ValueError(f"unknown {f.name} config keys: {', '.join(sorted(unknown))}")
+            sections[f.name] = section_cls(**values)
+        return cls(**sections)
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Config":
+        return cls.from_dict(json.loads(Path(path).read_text()))
+
+    def update(self, overrides: dict) -> "Config":
+        """Set fields by their flat names (as the CLI gives them); an unknown name is an error."""
+        for key, value in overrides.items():
+            section = next((s for s in (self.model, self.data, self.train) if hasattr(s, key)), None)
+            if section is None:
+                raise ValueError(f"unknown config field {key!r}")
+            setattr(section, key, value)
+        return self
+
+
+def _parse_bool(text: str) -> bool:
+    if text.lower() in ("1", "true", "yes", "on"):
+        return True
+    if text.lower() in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true/false, got {text!r}")
+
+
+def add_config_flags(parser: argparse.ArgumentParser) -> None:
+    """One flag per config field (`lr_g` -> `--lr-g`); unset flags stay out of the parsed namespace so
+    recipe defaults apply. Booleans: `--flip` / `--no-flip`."""
+    for section in (ModelConfig, DataConfig, TrainConfig):
+        group = parser.add_argument_group(section.__name__.replace("Config", "").lower())
+        for f in dataclasses.fields(section):
+            flag = "--" + f.name.replace("_", "-")
+            default = f.default
+            help_text = f"{f.metadata['help']} (default: {default})"
+            if isinstance(default, bool):
+                group.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction,
+                                   default=argparse.SUPPRESS, help=help_text)
+                continue
+            kind = int if f.name == "max_steps" else {int: int, float: float}.get(type(default), str)
+            flags = ("--model", flag) if f.name == "recipe" else (flag,)
+            group.add_argument(*flags, dest=f.name, type=kind, choices=f.metadata["choices"],
+                               default=argparse.SUPPRESS, help=help_text)

@@ -1,0 +1,92 @@
+"""Generators: the ResNet generator (CycleGAN) and the U-Net / encoder-decoder (DualGAN, DiscoGAN)."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .layers import norm_layer, upsample_block
+
+
+class ResnetBlock(nn.Module):
+    def __init__(self, channels: int, norm: str, dropout: float):
+        super().__init__()
+        bias = norm != "batch"
+        layers = [nn.ReflectionPad2d(1), nn.Conv2d(channels, channels, 3, bias=bias), norm_layer(norm, channels),
+                  nn.ReLU(True)]
+        if dropout:
+            layers.append(nn.Dropout(dropout))
+        layers += [nn.ReflectionPad2d(1), nn.Conv2d(channels, channels, 3, bias=bias), norm_layer(norm, channels)]
+        self.body = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.body(x)
+
+
+class ResnetGenerator(nn.Sequential):
+    """7x7 stem, two stride-2 downsamplings, n_blocks residual blocks, two upsamplings, 7x7 to Tanh.
+
+    Any H, W divisible by 4. The layer order matches the reference CycleGAN so its weights import directly.
+    """
+
+    def __init__(self, in_channels: int = 3, out_channels: int = 3, ngf: int = 64, n_blocks: int = 9,
+                 norm: str = "instance", dropout: float = 0.0, upsample: str = "resize-conv"):
+        bias = norm != "batch"
+        layers = [nn.ReflectionPad2d(3), nn.Conv2d(in_channels, ngf, 7, bias=bias), norm_layer(norm, ngf),
+                  nn.ReLU(True)]
+        for i in range(2):
+            c = ngf * 2 ** i
+            layers += [nn.Conv2d(c, c * 2, 3, stride=2, padding=1, bias=bias), norm_layer(norm, c * 2),
+                       nn.ReLU(True)]
+        layers += [ResnetBlock(ngf * 4, norm, dropout) for _ in range(n_blocks)]
+        for i in range(2):
+            c = ngf * 2 ** (2 - i)
+            layers += [*upsample_block(upsample, c, c // 2, bias), norm_layer(norm, c // 2), nn.ReLU(True)]
+        layers += [nn.ReflectionPad2d(3), nn.Conv2d(ngf, out_channels, 7), nn.Tanh()]
+        super().__init__(*layers)
+
+
+class UnetGenerator(nn.Module):
+    """U-Net: `depth` stride-2 4x4 conv downsamplings mirrored by upsamplings, with skip connections
+    (DualGAN's net, from pix2pix). With skips=False it is the plain encoder-decoder of DiscoGAN.
+    H and W must be divisible by 2**depth."""
+
+    def __init__(self, in_channels: int = 3, out_channels: int = 3, ngf: int = 64, depth: int = 6,
+                 norm: str = "batch", dropout: float = 0.0, upsample: str = "resize-conv", skips: bool = True):
+        super().__init__()
+        self.skips = skips
+        bias = norm != "batch"
+        widths = [min(ngf * 2 ** i, ngf * 8) for i in range(depth)]
+        self.down = nn.ModuleList()
+        c_prev = in_channels
+        for i, c in enumerate(widths):
+            layers = [] if i == 0 else [nn.LeakyReLU(0.2, True)]
+            layers.append(nn.Conv2d(c_prev, c, 4, stride=2, padding=1, bias=bias))
+            if 0 < i < depth - 1:
+                layers.append(norm_layer(norm, c))
+            self.down.append(nn.Sequential(*layers))
+            c_prev = c
+        self.up = nn.ModuleList()
+        for i in reversed(range(depth)):
+            c_in = widths[i] * (2 if skips and i < depth - 1 else 1)
+            last = i == 0
+            c_out = out_channels if last else widths[i - 1]
+            layers = [nn.ReLU(True), *upsample_block(upsample, c_in, c_out, bias or last)]
+            if last:
+                layers.append(nn.Tanh())
+            else:
+                layers.append(norm_layer(norm, c_out))
+                if dropout and i >= depth - 3:
+                    layers.append(nn.Dropout(dropout))
+            self.up.append(nn.Sequential(*layers))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        features = []
+        for layer in self.down:
+            x = layer(x)
+            features.append(x)
+        x = features.pop()
+        for i, layer in enumerate(self.up):
+            if i and self.skips:
+                x = torch.cat([x, features.pop()], dim=1)
+            x = layer(x)
+        return x
