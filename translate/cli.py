@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from pathlib import Path
 
@@ -9,6 +10,9 @@ from .config import Config, add_config_flags
 from .recipes import RECIPES, recipe_config
 
 USER_ERRORS = (ValueError, FileNotFoundError)  # DataError and ArtifactError are ValueErrors
+# Modules that add a subcommand: each has `add_parser(subparsers)` and sets `func` on its parser.
+# They import their heavy dependencies inside the command, so `translate --help` stays fast.
+SUBCOMMAND_MODULES: tuple[str, ...] = ()
 
 
 def _train_parser(sub) -> None:
@@ -60,6 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="translate", description="Unpaired image-to-image translation.")
     sub = parser.add_subparsers(dest="command", required=True)
     _train_parser(sub)
+    for name in SUBCOMMAND_MODULES:
+        importlib.import_module(name).add_parser(sub)
     return parser
 
 

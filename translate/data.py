@@ -34,7 +34,7 @@ def list_images(folder: str | Path) -> list[Path]:
     return files
 
 
-def _to_rgb(img: Image.Image) -> Image.Image:
+def to_rgb(img: Image.Image) -> Image.Image:
     """Any Pillow mode to RGB: 16-bit scaled to 8-bit, transparency composited on white, CMYK converted."""
     if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
         arr = np.asarray(img, dtype=np.float64)
@@ -68,7 +68,7 @@ def load_rgb(path: str | Path) -> np.ndarray:
                 img.seek(0)
                 img.load()
                 img = ImageOps.exif_transpose(img)
-                return np.asarray(_to_rgb(img), dtype=np.uint8).copy()
+                return np.asarray(to_rgb(img), dtype=np.uint8).copy()
     except DataError:
         raise
     except UnidentifiedImageError:
