@@ -12,7 +12,7 @@ from .recipes import RECIPES, recipe_config
 USER_ERRORS = (ValueError, FileNotFoundError)  # DataError and ArtifactError are ValueErrors
 # Modules that add a subcommand: each has `add_parser(subparsers)` and sets `func` on its parser.
 # They import their heavy dependencies inside the command, so `translate --help` stays fast.
-SUBCOMMAND_MODULES: tuple[str, ...] = ()
+SUBCOMMAND_MODULES: tuple[str, ...] = ("translate.dataset_tools",)
 
 
 def _train_parser(sub) -> None:

@@ -15,7 +15,6 @@ import argparse
 import hashlib
 import json
 import shutil
-import sys
 from collections import Counter
 from pathlib import Path
 
@@ -62,8 +61,10 @@ def prepare(src_a: str | Path, src_b: str | Path, out: str | Path, test_fraction
             size: int | None = None, seed: int = 0, overwrite: bool = False) -> dict:
     """Make `out`/trainA, trainB, testA, testB from two folders; returns (and saves) the report.
 
-    Raises DataError when a source has no images or no readable image, or when `out` already holds a split
-    folder that is not empty (unless overwrite, which replaces those folders).
+    Each domain's test share is round(test_fraction * unique files), at least one file stays in train; a split
+    folder that would be empty is not made. Raises DataError when a source has no images or no readable image,
+    or when `out` already holds a split folder that is not empty (unless overwrite, which replaces those
+    folders once both sources have been read).
     """
     if not 0 <= test_fraction < 1:
         raise DataError(f"test fraction must be in [0, 1), got {test_fraction}")
@@ -174,11 +175,11 @@ def format_prepare(report: dict) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """`translate data prepare|inspect ...`; returns the exit status."""
-    parser = argparse.ArgumentParser(prog="translate data", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    commands = parser.add_subparsers(dest="command", required=True)
+def add_parser(sub) -> None:
+    """`translate data prepare|inspect ...`."""
+    data = sub.add_parser("data", help="prepare and inspect datasets", description=__doc__,
+                          formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = data.add_subparsers(dest="data_command", required=True)
     p = commands.add_parser("prepare", help="two image folders -> trainA/trainB/testA/testB")
     p.add_argument("src_a", type=Path, help="folder of domain A images (searched recursively)")
     p.add_argument("src_b", type=Path, help="folder of domain B images (searched recursively)")
@@ -190,19 +191,15 @@ def main(argv: list[str] | None = None) -> int:
     i = commands.add_parser("inspect", help="counts, sizes, modes and corrupt files of a dataset root")
     i.add_argument("root", type=Path, help="folder holding trainA/ trainB/ (and optionally testA/ testB/)")
     i.add_argument("--json", action="store_true", help="print the full result as JSON")
-    args = parser.parse_args(argv)
-    try:
-        if args.command == "prepare":
-            print(format_prepare(prepare(args.src_a, args.src_b, args.out, args.test_fraction, args.size,
-                                         args.seed, args.overwrite)))
-            return 0
-        result = inspect(args.root)
-        print(json.dumps(result, indent=2) if args.json else format_inspect(result))
-        return 1 if result["problems"] else 0
-    except DataError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+    data.set_defaults(func=run)
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+def run(args: argparse.Namespace) -> int:
+    """Exit status: 0 done, 1 when inspect finds a missing or empty domain; DataError goes to the CLI."""
+    if args.data_command == "prepare":
+        print(format_prepare(prepare(args.src_a, args.src_b, args.out, args.test_fraction, args.size,
+                                     args.seed, args.overwrite)))
+        return 0
+    result = inspect(args.root)
+    print(json.dumps(result, indent=2) if args.json else format_inspect(result))
+    return 1 if result["problems"] else 0
