@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from broken import make_broken, make_unusual_but_valid
-from translate.data import (DataError, UnpairedDataset, UnpairedSampler, build_transform, collate, list_images,
+from translate.data import (DataError, UnpairedBatches, UnpairedDataset, build_transform, collate, list_images,
                             load_rgb)
 
 
@@ -45,16 +45,25 @@ def test_listing_is_recursive_and_sorted(toy_root, tmp_path):
     assert [p.name for p in list_images(tmp_path / "x")] == ["a.jpg", "b.png", "c.PNG"]
 
 
-def test_sampler_shuffles_domains_independently_and_resumes_mid_epoch():
-    full = list(UnpairedSampler(10, 4, seed=3, epoch=1))
-    a, b, seeds = zip(*full)
-    assert sorted(a) == list(range(10))
+def test_batches_shuffle_domains_independently_and_resume_mid_run():
+    run = list(UnpairedBatches(10, 4, batch_size=2, seed=3, stop=10))  # 5 steps an epoch, 2 epochs
+    epoch = [key for batch in run[:5] for key in batch]
+    a, b, seeds = zip(*epoch)
+    assert sorted(a) == list(range(10)) and a != tuple(range(10))
     assert {b.count(i) for i in range(4)} <= {2, 3}  # the short domain is drawn from repeated permutations
-    assert a != tuple(range(10)) and len(set(seeds)) == 10
-    assert list(UnpairedSampler(10, 4, seed=3, epoch=1, start=6)) == full[6:]
-    assert list(UnpairedSampler(10, 4, seed=3, epoch=2)) != full
-    ranks = [list(UnpairedSampler(10, 4, seed=3, epoch=1, rank=r, world_size=2)) for r in range(2)]
-    assert sorted(ranks[0] + ranks[1]) == sorted(full)
+    assert len({key[2] for batch in run for key in batch}) == 20  # a fresh augmentation seed per sample
+    assert [k[0] for k in run[5] + run[6]] != [k[0] for k in run[0] + run[1]]  # a new order each epoch
+    assert list(UnpairedBatches(10, 4, batch_size=2, seed=3, start=7, stop=10)) == run[7:]
+    assert list(UnpairedBatches(10, 4, batch_size=2, seed=4, stop=10)) != run
+
+
+def test_batches_split_the_global_batch_across_processes():
+    single = list(UnpairedBatches(12, 12, batch_size=4, seed=0, stop=6))
+    ranks = [list(UnpairedBatches(12, 12, batch_size=2, seed=0, stop=6, rank=r, world_size=2)) for r in range(2)]
+    for step, batch in enumerate(single):
+        assert sorted(batch) == sorted(ranks[0][step] + ranks[1][step])
+    with pytest.raises(DataError, match="global batch of 16"):
+        list(UnpairedBatches(12, 3, batch_size=8, seed=0, stop=1, world_size=2))
 
 
 def test_pipeline_is_in_range_and_identical_across_worker_counts(toy_root):
@@ -62,11 +71,10 @@ def test_pipeline_is_in_range_and_identical_across_worker_counts(toy_root):
     dataset = UnpairedDataset(files_a, files_b, build_transform(40, 32))
     batches = []
     for workers in (0, 2):
-        sampler = torch.utils.data.BatchSampler(UnpairedSampler(len(files_a), len(files_b), seed=1), 4, True)
-        loader = torch.utils.data.DataLoader(dataset, batch_sampler=sampler, collate_fn=collate,
-                                             num_workers=workers)
+        loader = torch.utils.data.DataLoader(dataset, batch_sampler=UnpairedBatches(48, 20, 4, seed=1, stop=14),
+                                             collate_fn=collate, num_workers=workers)
         batches.append([b["a"] for b in loader])
-    assert len(batches[0]) == 12
+    assert len(batches[0]) == 14
     assert batches[0][0].shape == (4, 3, 32, 32)
     assert -1.0 <= batches[0][0].min() and batches[0][0].max() <= 1.0
     assert all(torch.equal(x, y) for x, y in zip(*batches))

@@ -50,6 +50,10 @@ def load_state(path: str | Path) -> dict:
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
+class SaveError(RuntimeError):
+    """A checkpoint could not be written (disk full, folder not writable); the previous one is intact."""
+
+
 class ArtifactError(ValueError):
     """A model file that is missing, truncated or not a translate model."""
 

@@ -6,10 +6,12 @@ import importlib
 import sys
 from pathlib import Path
 
+from .checkpoint import SaveError
 from .config import Config, add_config_flags
 from .recipes import RECIPES, recipe_config
 
 USER_ERRORS = (ValueError, FileNotFoundError)  # DataError and ArtifactError are ValueErrors
+RUN_ERRORS = (SaveError, FloatingPointError)  # a failed checkpoint write, a run that went non-finite
 # Modules that add a subcommand: each has `add_parser(subparsers)` and sets `func` on its parser.
 # They import their heavy dependencies inside the command, so `translate --help` stays fast.
 SUBCOMMAND_MODULES: tuple[str, ...] = ("translate.dataset_tools",)
@@ -76,6 +78,9 @@ def main(argv: list[str] | None = None) -> int:
     except USER_ERRORS as exc:
         print(f"translate {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except RUN_ERRORS as exc:
+        print(f"translate {args.command}: stopped: {exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -182,32 +182,52 @@ def collate(items: list[dict]) -> dict:
 
 
 @dataclass
-class UnpairedSampler(torch.utils.data.Sampler):
-    """Each domain shuffled independently per epoch from (seed, epoch); starts mid-epoch for exact resume.
+class UnpairedBatches(torch.utils.data.Sampler):
+    """The run's batches of (index_a, index_b, seed) keys, step `start` to `stop`, for UnpairedDataset.
 
-    An epoch is max(len_a, len_b) pairs; the shorter domain is drawn from repeated permutations of itself.
-    With world_size > 1 each rank takes every world_size-th pair (DistributedDataParallel).
+    Each domain is shuffled independently per epoch from (seed, epoch); an epoch is max(len_a, len_b) pairs, the
+    shorter domain drawn from repeated permutations of itself. Step s of an epoch takes the pairs
+    [s * G, (s + 1) * G) where G = batch_size * world_size is the global batch; rank r gets its batch_size-slice.
+    So the data depends only on the seed and the step: exact on resume, equal across worker and process counts.
     """
     len_a: int
     len_b: int
+    batch_size: int
     seed: int
-    epoch: int = 0
     start: int = 0
+    stop: int | None = None
     rank: int = 0
     world_size: int = 1
 
-    def _order(self, n: int, salt: int) -> torch.Tensor:
-        total = max(self.len_a, self.len_b)
-        g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch * 2 + salt)
-        reps = -(-total // n)
-        return torch.cat([torch.randperm(n, generator=g) for _ in range(reps)])[:total]
+    @property
+    def pairs_per_epoch(self) -> int:
+        return max(self.len_a, self.len_b)
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return self.pairs_per_epoch // (self.batch_size * self.world_size)
+
+    def order(self, epoch: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """This epoch's index order for each domain."""
+        orders = []
+        for salt, n in enumerate((self.len_a, self.len_b)):
+            g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch * 2 + salt)
+            reps = -(-self.pairs_per_epoch // n)
+            orders.append(torch.cat([torch.randperm(n, generator=g) for _ in range(reps)])[:self.pairs_per_epoch])
+        return orders[0], orders[1]
 
     def __len__(self) -> int:
-        return max(self.len_a, self.len_b) // self.world_size - self.start
+        return self.stop - self.start
 
     def __iter__(self):
-        order_a, order_b = self._order(self.len_a, 0), self._order(self.len_b, 1)
-        total = max(self.len_a, self.len_b)
-        for pos in range(self.start, total // self.world_size):
-            i = pos * self.world_size + self.rank
-            yield int(order_a[i]), int(order_b[i]), (self.seed * 7919 + self.epoch) * total + i
+        if self.steps_per_epoch == 0:
+            raise DataError(f"a global batch of {self.batch_size * self.world_size} is more than the "
+                            f"{self.pairs_per_epoch} images of the larger domain")
+        epoch_seen = None
+        for step in range(self.start, self.stop):
+            epoch, within = divmod(step, self.steps_per_epoch)
+            if epoch != epoch_seen:
+                order_a, order_b, epoch_seen = *self.order(epoch), epoch
+            first = (within * self.world_size + self.rank) * self.batch_size
+            yield [(int(order_a[i]), int(order_b[i]), (self.seed * 7919 + epoch) * self.pairs_per_epoch + i)
+                   for i in range(first, first + self.batch_size)]

@@ -1,8 +1,11 @@
 """The one training engine behind every recipe: two generators, two discriminators, one step, one loop."""
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+import signal
+import threading
 import time
 import warnings
 from dataclasses import dataclass
@@ -13,10 +16,10 @@ from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm.auto import tqdm
 
-from . import losses
-from .checkpoint import export_model, load_state, save_state
+from . import distributed, losses
+from .checkpoint import SaveError, export_model, load_state, save_state
 from .config import Config
-from .data import (DataError, UnpairedDataset, UnpairedSampler, build_transform, collate, list_images, load_rgb,
+from .data import (DataError, UnpairedBatches, UnpairedDataset, build_transform, collate, list_images, load_rgb,
                    scan, to_tensor)
 from .nets import build_discriminator, build_generator
 
@@ -95,37 +98,57 @@ class ImagePool:
         self.images = [x.to(device) for x in state["images"]]
 
 
-def _set_requires_grad(nets: list[nn.Module], flag: bool) -> None:
-    for net in nets:
-        net.requires_grad_(flag)
+class NonFiniteError(FloatingPointError):
+    """A loss or weight became NaN or infinite."""
 
 
 class Trainer:
     """Builds nets, optimizers, schedulers, pools and EMA from a Config; `step()` trains on one batch,
-    `fit()` runs the loop with logging, samples, checkpoints and export into `run_dir`."""
+    `fit()` runs the loop with logging, samples, checkpoints and export into `run_dir`.
+
+    Fast path (each part a config switch, on by default on CUDA): bf16 autocast, channels-last tensors,
+    torch.compile, fused Adam, cudnn.benchmark; losses stay on the device between log intervals.
+    """
 
     def __init__(self, cfg: Config, run_dir: str | Path, domains: Domains | None = None):
         self.cfg, self.run_dir = cfg, Path(run_dir)
         t = cfg.train
-        self.device = resolve_device(t.device)
         if t.adversarial not in losses.ADVERSARIAL:
             raise ValueError(f"unknown adversarial loss {t.adversarial!r}")
         if cfg.data.crop_size % 4:
             raise ValueError(f"--crop-size {cfg.data.crop_size} must be divisible by 4")
-        torch.manual_seed(t.seed)
-        self.g_ab, self.g_ba = (build_generator(cfg.model).to(self.device) for _ in range(2))
-        self.d_a, self.d_b = (build_discriminator(cfg.model).to(self.device) for _ in range(2))
-        self.opt_g = self._optimizer([*self.g_ab.parameters(), *self.g_ba.parameters()], t.lr_g)
-        self.opt_d = self._optimizer([*self.d_a.parameters(), *self.d_b.parameters()], t.lr_d)
+        self.device = resolve_device(t.device)
+        self.world = distributed.init(self.device.type)
+        if self.device.type == "cuda":
+            self.device = torch.device("cuda", self.world.local_rank if self.world.distributed else
+                                       (self.device.index or 0))
+            torch.cuda.set_device(self.device)
+            torch.backends.cudnn.benchmark = True
+        on_cuda = self.device.type == "cuda"
+        self.amp = t.amp == "bf16" or (t.amp == "auto" and on_cuda)
+        self.memory_format = (torch.channels_last if t.channels_last == "on" or (t.channels_last == "auto" and on_cuda)
+                              else torch.contiguous_format)
+        torch.manual_seed(t.seed)  # the same initial weights in every process
+        self.g_ab, self.g_ba = (build_generator(cfg.model).to(self.device, memory_format=self.memory_format)
+                                for _ in range(2))
+        self.d_a, self.d_b = (build_discriminator(cfg.model).to(self.device, memory_format=self.memory_format)
+                              for _ in range(2))
+        self.params_g = [*self.g_ab.parameters(), *self.g_ba.parameters()]
+        self.params_d = [*self.d_a.parameters(), *self.d_b.parameters()]
+        self.opt_g = self._optimizer(self.params_g, t.lr_g)
+        self.opt_d = self._optimizer(self.params_d, t.lr_d)
         self.pool_a, self.pool_b = ImagePool(t.pool_size), ImagePool(t.pool_size)
         self.ema = ({k: AveragedModel(net, multi_avg_fn=get_ema_multi_avg_fn(t.ema), use_buffers=True)
                      for k, net in (("g_ab", self.g_ab), ("g_ba", self.g_ba))} if t.ema else {})
+        self._compile(t.compile == "on" or (t.compile == "auto" and on_cuda))
+        torch.manual_seed(t.seed + self.world.rank)  # per-process randomness for pools, dropout, penalties
         self.step_count = 0
         self.domains = domains or Domains.from_config(cfg.data)
         self.bad_files = self.domains.drop_unreadable()
-        for path, reason in self.bad_files.items():
-            warnings.warn(f"skipping unreadable image {path}: {reason}", stacklevel=2)
-        self.total_steps = self._total_steps()
+        if self.world.is_main:
+            for path, reason in self.bad_files.items():
+                warnings.warn(f"skipping unreadable image {path}: {reason}", stacklevel=2)
+        self.total_steps = t.max_steps if t.max_steps is not None else t.epochs * self.batches().steps_per_epoch
         self.sched_g = torch.optim.lr_scheduler.LambdaLR(self.opt_g, self._lr_factor)
         self.sched_d = torch.optim.lr_scheduler.LambdaLR(self.opt_d, self._lr_factor)
 
@@ -133,20 +156,25 @@ class Trainer:
     def _optimizer(self, params: list, lr: float) -> torch.optim.Optimizer:
         t = self.cfg.train
         if t.optimizer == "adam":
-            return torch.optim.Adam(params, lr=lr, betas=(t.beta1, t.beta2), weight_decay=t.weight_decay)
+            fused = {"fused": True} if self.device.type == "cuda" else {}
+            return torch.optim.Adam(params, lr=lr, betas=(t.beta1, t.beta2), weight_decay=t.weight_decay, **fused)
         if t.optimizer == "rmsprop":
             return torch.optim.RMSprop(params, lr=lr, weight_decay=t.weight_decay)
         raise ValueError(f"unknown optimizer {t.optimizer!r}; choose adam or rmsprop")
 
-    def steps_per_epoch(self) -> int:
-        n = max(len(self.domains.train_a), len(self.domains.train_b)) // self.cfg.train.batch_size
-        if n == 0:
-            raise DataError(f"batch size {self.cfg.train.batch_size} is larger than the larger domain")
-        return n
+    def _compile(self, enabled: bool) -> None:
+        """Compile in place (state-dict keys unchanged). Critics are left eager under gradient penalties:
+        double backward through compiled graphs is not supported."""
+        if not enabled:
+            return
+        penalised = self.cfg.train.adversarial == "wgan-gp" or self.cfg.train.r1_weight > 0
+        for net in (self.g_ab, self.g_ba) if penalised else (self.g_ab, self.g_ba, self.d_a, self.d_b):
+            net.compile()
 
-    def _total_steps(self) -> int:
-        t = self.cfg.train
-        return t.max_steps if t.max_steps is not None else t.epochs * self.steps_per_epoch()
+    def batches(self, start: int = 0, stop: int | None = None) -> UnpairedBatches:
+        """The run's batch keys from step `start` (this process's slice under torchrun)."""
+        return UnpairedBatches(len(self.domains.train_a), len(self.domains.train_b), self.cfg.train.batch_size,
+                               self.cfg.train.seed, start, stop, self.world.rank, self.world.world_size)
 
     def _lr_factor(self, step: int) -> float:
         """Constant LR for the first lr_decay_start of the run, then linear decay towards zero."""
@@ -156,19 +184,22 @@ class Trainer:
         return max(0.0, 1.0 - (step - start) / max(1, self.total_steps - start))
 
     # --- one training step ------------------------------------------------------------------------------------
+    def _autocast(self):
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp)
+
     def _adversarial_g(self, critic: nn.Module, fake: torch.Tensor, real: torch.Tensor) -> tuple:
         t = self.cfg.train
         if not t.feature_matching:
-            return losses.g_loss(t.adversarial, critic(fake)), fake.new_zeros(())
+            return losses.g_loss(t.adversarial, critic(fake).float()), fake.new_zeros((), dtype=torch.float32)
         fake_features = critic.features(fake)
         with torch.no_grad():
             real_features = critic.features(real)
-        return (losses.g_loss(t.adversarial, fake_features[-1]),
-                losses.feature_matching_loss(real_features, fake_features))
+        return (losses.g_loss(t.adversarial, fake_features[-1].float()),
+                losses.feature_matching_loss(real_features, fake_features).float())
 
     def _d_loss(self, critic: nn.Module, real: torch.Tensor, fake: torch.Tensor) -> tuple:
         t = self.cfg.train
-        out_real, out_fake = critic(real), critic(fake)
+        out_real, out_fake = critic(real).float(), critic(fake).float()
         loss = losses.d_loss(t.adversarial, out_real, out_fake, t.label_smoothing)
         if t.adversarial == "wgan-gp":
             loss = loss + t.gp_weight * losses.gradient_penalty(critic, real, fake)
@@ -179,51 +210,59 @@ class Trainer:
     def step(self, real_a: torch.Tensor, real_b: torch.Tensor) -> dict[str, torch.Tensor]:
         """One batch: g_steps generator updates, then d_steps discriminator updates on pooled fakes.
 
-        Returns detached scalar tensors (reading them syncs the device, so the loop does it rarely)."""
+        Returns detached scalar tensors plus the batch's images (reading them syncs the device, so the loop
+        does it only at log intervals)."""
         t = self.cfg.train
-        nets_d = [self.d_a, self.d_b]
-        for net in (self.g_ab, self.g_ba, *nets_d):
+        real_a = real_a.to(self.device, non_blocking=True, memory_format=self.memory_format)
+        real_b = real_b.to(self.device, non_blocking=True, memory_format=self.memory_format)
+        for net in (self.g_ab, self.g_ba, self.d_a, self.d_b):
             net.train()
-        out: dict[str, torch.Tensor] = {}
-        _set_requires_grad(nets_d, False)
+        self.d_a.requires_grad_(False)
+        self.d_b.requires_grad_(False)
         for _ in range(t.g_steps):
-            fake_b, fake_a = self.g_ab(real_a), self.g_ba(real_b)
-            rec_a, rec_b = self.g_ba(fake_b), self.g_ab(fake_a)
-            adv_b, fm_b = self._adversarial_g(self.d_b, fake_b, real_b)
-            adv_a, fm_a = self._adversarial_g(self.d_a, fake_a, real_a)
-            cycle = t.lambda_cycle * (losses.recon_loss(t.recon_loss, rec_a, real_a)
-                                      + losses.recon_loss(t.recon_loss, rec_b, real_b))
-            identity = fake_a.new_zeros(())
-            if t.lambda_identity:
-                identity = t.lambda_cycle * t.lambda_identity * (
-                    losses.recon_loss(t.recon_loss, self.g_ba(real_a), real_a)
-                    + losses.recon_loss(t.recon_loss, self.g_ab(real_b), real_b))
-            loss_g = adv_a + adv_b + cycle + identity + t.feature_matching * (fm_a + fm_b)
+            with self._autocast():
+                fake_b, fake_a = self.g_ab(real_a), self.g_ba(real_b)
+                rec_a, rec_b = self.g_ba(fake_b), self.g_ab(fake_a)
+                adv_b, fm_b = self._adversarial_g(self.d_b, fake_b, real_b)
+                adv_a, fm_a = self._adversarial_g(self.d_a, fake_a, real_a)
+                cycle = t.lambda_cycle * (losses.recon_loss(t.recon_loss, rec_a.float(), real_a)
+                                          + losses.recon_loss(t.recon_loss, rec_b.float(), real_b))
+                identity = real_a.new_zeros(())
+                if t.lambda_identity:
+                    identity = t.lambda_cycle * t.lambda_identity * (
+                        losses.recon_loss(t.recon_loss, self.g_ba(real_a).float(), real_a)
+                        + losses.recon_loss(t.recon_loss, self.g_ab(real_b).float(), real_b))
+                loss_g = adv_a + adv_b + cycle + identity + t.feature_matching * (fm_a + fm_b)
             self.opt_g.zero_grad(set_to_none=True)
             loss_g.backward()
+            distributed.average_gradients(self.params_g, self.world)
             self.opt_g.step()
-        _set_requires_grad(nets_d, True)
+        self.d_a.requires_grad_(True)
+        self.d_b.requires_grad_(True)
         pooled_a, pooled_b = self.pool_a.query(fake_a.detach()), self.pool_b.query(fake_b.detach())
         for _ in range(t.d_steps):
-            loss_da, real_score_a, fake_score_a = self._d_loss(self.d_a, real_a, pooled_a)
-            loss_db, real_score_b, fake_score_b = self._d_loss(self.d_b, real_b, pooled_b)
+            with self._autocast():
+                loss_da, real_score_a, fake_score_a = self._d_loss(self.d_a, real_a, pooled_a)
+                loss_db, real_score_b, fake_score_b = self._d_loss(self.d_b, real_b, pooled_b)
             self.opt_d.zero_grad(set_to_none=True)
             (loss_da + loss_db).backward()
+            distributed.average_gradients(self.params_d, self.world)
             self.opt_d.step()
             if t.adversarial == "wgan-clip":
                 with torch.no_grad():
-                    for p in (*self.d_a.parameters(), *self.d_b.parameters()):
+                    for p in self.params_d:
                         p.clamp_(-t.clip_value, t.clip_value)
         self.sched_g.step()
         self.sched_d.step()
         for key, avg in self.ema.items():
             avg.update_parameters(getattr(self, key))
         self.step_count += 1
-        out.update(g_adv=(adv_a + adv_b).detach(), g_cycle=cycle.detach(), g_identity=identity.detach(),
+        out = dict(g_adv=(adv_a + adv_b).detach(), g_cycle=cycle.detach(), g_identity=identity.detach(),
                    g_total=loss_g.detach(), d_a=loss_da.detach(), d_b=loss_db.detach(),
                    d_real=(real_score_a + real_score_b) / 2, d_fake=(fake_score_a + fake_score_b) / 2)
         if t.feature_matching:
             out["g_fm"] = (fm_a + fm_b).detach()
+        self.last_batch = {"real_a": real_a, "real_b": real_b, "fake_a": fake_a.detach(), "fake_b": fake_b.detach()}
         return out
 
     # --- generators for samples and export -------------------------------------------------------------------
@@ -258,10 +297,8 @@ class Trainer:
                 for path in files:
                     if len(images) == self.cfg.train.n_samples:
                         break
-                    try:
+                    with contextlib.suppress(DataError):
                         images.append(to_tensor(transform(image=load_rgb(path))["image"]))
-                    except DataError:
-                        continue
                 batches.append(torch.stack(images).to(self.device))
             self._samples = tuple(batches)
         return self._samples
@@ -304,10 +341,19 @@ class Trainer:
     def state_path(self) -> Path:
         return self.run_dir / "state" / "last.pt"
 
+    def weights_finite(self) -> bool:
+        return all(bool(torch.isfinite(p).all()) for p in (*self.params_g, *self.params_d))
+
     def save(self) -> None:
-        """Resume state and model export, each written atomically."""
-        save_state(self.state_path, self.state_dict())
-        self.export(self.run_dir / "model.safetensors")
+        """Resume state and model export, each written atomically; a poisoned state is never written."""
+        if not self.weights_finite():
+            raise NonFiniteError(f"non-finite weights at step {self.step_count}")
+        try:
+            save_state(self.state_path, self.state_dict())
+            self.export(self.run_dir / "model.safetensors")
+        except OSError as exc:
+            raise SaveError(f"could not save the checkpoint in {self.run_dir} at step {self.step_count}: "
+                            f"{exc.strerror or exc}; the previous checkpoint is intact") from exc
 
     def resume(self) -> None:
         if not self.state_path.is_file():
@@ -321,14 +367,12 @@ class Trainer:
             "recipe": cfg.train.recipe, "steps": self.step_count, "ema": bool(self.ema)})
 
     # --- the loop --------------------------------------------------------------------------------------------------
-    def loader(self, epoch: int, start: int) -> torch.utils.data.DataLoader:
-        """Batches for one epoch from position `start` (in pairs); the order depends only on seed and epoch."""
-        d, t = self.cfg.data, self.cfg.train
+    def loader(self, start: int, stop: int) -> torch.utils.data.DataLoader:
+        """One loader for steps start..stop (workers live across epochs); the data depend only on seed and step."""
+        d = self.cfg.data
         dataset = UnpairedDataset(self.domains.train_a, self.domains.train_b,
                                   build_transform(d.load_size, d.crop_size, d.resize, d.crop, d.flip))
-        sampler = UnpairedSampler(len(self.domains.train_a), len(self.domains.train_b), t.seed, epoch, start)
-        batches = torch.utils.data.BatchSampler(sampler, t.batch_size, drop_last=True)
-        return torch.utils.data.DataLoader(dataset, batch_sampler=batches, collate_fn=collate,
+        return torch.utils.data.DataLoader(dataset, batch_sampler=self.batches(start, stop), collate_fn=collate,
                                            num_workers=d.workers, generator=torch.Generator(),
                                            pin_memory=self.device.type == "cuda")
 
@@ -339,68 +383,93 @@ class Trainer:
                 self.bad_files[path] = reason
                 log(f"skipped unreadable image {message}")
 
+    def _roll_back(self, reason: str, log) -> None:
+        """Reload the last saved state and halve both learning rates, or stop (--on-nan stop)."""
+        if self.cfg.train.on_nan == "stop" or not self.state_path.is_file():
+            raise NonFiniteError(f"{reason}; stopped (no checkpoint was written with these values). "
+                                 "Try lower --lr-g/--lr-d, --spectral-norm or --adversarial lsgan")
+        self.resume()
+        for sched in (self.sched_g, self.sched_d):
+            sched.base_lrs = [lr / 2 for lr in sched.base_lrs]
+            for group, base in zip(sched.optimizer.param_groups, sched.base_lrs):
+                group["lr"] = base * self._lr_factor(sched.last_epoch)
+        log(f"{reason}: rolled back to step {self.step_count} and halved the learning rates "
+            f"(lr_g {self.opt_g.param_groups[0]['lr']:.3g}, lr_d {self.opt_d.param_groups[0]['lr']:.3g})")
+
     def fit(self, resume: bool = False, stop_at: int | None = None) -> dict:
         """Train to total_steps (or pause at step `stop_at`, saving the state); returns the last logged
-        metrics. Ctrl-C saves the state before stopping."""
-        from torch.utils.tensorboard import SummaryWriter
-        t = self.cfg.train
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        self.cfg.save(self.run_dir / "config.json")
+        metrics. SIGINT or SIGTERM finish the current step, save the state and raise KeyboardInterrupt."""
         if resume:
             self.resume()
-        writer = SummaryWriter(str(self.run_dir / "tensorboard"))
-        spe = self.steps_per_epoch()
-        bar = tqdm(total=self.total_steps, initial=self.step_count, desc=self.run_dir.name, unit="step",
-                   dynamic_ncols=True)
+        main = self.world.is_main
+        end = min(self.total_steps, stop_at or self.total_steps)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        writer = None
+        if main:
+            from torch.utils.tensorboard import SummaryWriter
+            self.cfg.save(self.run_dir / "config.json")
+            writer = SummaryWriter(str(self.run_dir / "tensorboard"))
+        bar = tqdm(total=end, initial=self.step_count, desc=self.run_dir.name, unit="step", dynamic_ncols=True,
+                   disable=not main)
+        metrics: dict = {}
+        self.stop_signal = None
+        with _deferred_signals(self):
+            try:
+                while self.step_count < end:
+                    try:
+                        metrics = self._run(end, bar, writer) or metrics
+                    except NonFiniteError as exc:
+                        self._roll_back(str(exc), bar.write)
+            finally:
+                bar.close()
+                if writer is not None:
+                    writer.close()
+        if main and self.bad_files:
+            (self.run_dir / "skipped.txt").write_text(
+                "".join(f"{p}: {r}\n" for p, r in sorted(self.bad_files.items())))
+            print(f"skipped {len(self.bad_files)} unreadable image(s); listed in {self.run_dir / 'skipped.txt'}")
+        return metrics
+
+    def _run(self, end: int, bar, writer) -> dict:
+        """Steps from the current one to `end`: log, sample and save at their intervals."""
+        t, main = self.cfg.train, self.world.is_main
         sums: dict[str, torch.Tensor] = {}
         metrics: dict = {}
         tick, tick_step = time.perf_counter(), self.step_count
-        try:
-            with (self.run_dir / "metrics.jsonl").open("a") as log_file:
-                end = min(self.total_steps, stop_at or self.total_steps)
-                while self.step_count < end:
-                    epoch, within = divmod(self.step_count, spe)
-                    for batch in self.loader(epoch, within * t.batch_size):
-                        self._note_bad(batch["bad"], bar.write)
-                        a = batch["a"].to(self.device, non_blocking=True)
-                        b = batch["b"].to(self.device, non_blocking=True)
-                        for key, value in self.step(a, b).items():
-                            sums[key] = sums.get(key, 0) + value
-                        bar.update(1)
-                        s = self.step_count
-                        if s % t.log_every == 0 or s == self.total_steps:
-                            elapsed = time.perf_counter() - tick
-                            n = s - tick_step
-                            metrics = {"step": s, "epoch": epoch,
-                                       **{k: float(v) / n for k, v in sums.items()},
-                                       "lr_g": self.sched_g.get_last_lr()[0], "lr_d": self.sched_d.get_last_lr()[0],
-                                       "images_per_s": n * t.batch_size / elapsed, "step_time_s": elapsed / n}
-                            if not all(math.isfinite(v) for v in metrics.values()):
-                                raise FloatingPointError(f"non-finite loss at step {s}: {metrics}")
-                            log_file.write(json.dumps(metrics) + "\n")
-                            log_file.flush()
-                            for k, v in metrics.items():
-                                if k not in ("step", "epoch"):
-                                    writer.add_scalar(k, v, s)
-                            bar.set_postfix({k: f"{metrics[k]:.3g}" for k in ("g_adv", "g_cycle", "d_a", "d_b")})
-                            sums, tick, tick_step = {}, time.perf_counter(), s
-                        if s % t.sample_every == 0 or s == self.total_steps:
-                            self.write_samples(writer)
-                        if s % t.save_every == 0 or s == end:
-                            self.save()
-                        if s >= end:
-                            break
-        except KeyboardInterrupt:
-            bar.write(f"interrupted: saving state at step {self.step_count}")
-            self.save()
-            raise
-        finally:
-            bar.close()
-            writer.close()
-        if self.bad_files:
-            print(f"skipped {len(self.bad_files)} unreadable image(s); listed in {self.run_dir / 'skipped.txt'}")
-            (self.run_dir / "skipped.txt").write_text(
-                "".join(f"{p}: {r}\n" for p, r in sorted(self.bad_files.items())))
+        with (self.run_dir / "metrics.jsonl").open("a") if main else contextlib.nullcontext() as log_file:
+            for batch in self.loader(self.step_count, end):
+                self._note_bad(batch["bad"], bar.write)
+                for key, value in self.step(batch["a"], batch["b"]).items():
+                    sums[key] = sums.get(key, 0) + value
+                bar.update(1)
+                s = self.step_count
+                if self.stop_signal is not None:
+                    if main:
+                        bar.write(f"{signal.Signals(self.stop_signal).name}: saving state at step {s}")
+                        self.save()
+                    raise KeyboardInterrupt
+                if s % t.log_every == 0 or s == end:
+                    n, elapsed = s - tick_step, time.perf_counter() - tick
+                    metrics = {"step": s, **{k: float(v) / n for k, v in sums.items()},
+                               "lr_g": self.opt_g.param_groups[0]["lr"], "lr_d": self.opt_d.param_groups[0]["lr"],
+                               "images_per_s": n * t.batch_size * self.world.world_size / elapsed,
+                               "step_time_s": elapsed / n}
+                    if not all(math.isfinite(v) for v in metrics.values()):  # checked before every save too
+                        raise NonFiniteError(f"non-finite loss between steps {tick_step} and {s}")
+                    if main:
+                        log_file.write(json.dumps(metrics) + "\n")
+                        log_file.flush()
+                        for k, v in metrics.items():
+                            if k != "step":
+                                writer.add_scalar(k, v, s)
+                        bar.set_postfix({k: f"{metrics[k]:.3g}" for k in ("g_adv", "g_cycle", "d_a", "d_b")})
+                    sums, tick, tick_step = {}, time.perf_counter(), s
+                if main and (s % t.sample_every == 0 or s == end):
+                    self.write_samples(writer)
+                if main and (s % t.save_every == 0 or s == end):
+                    if not all(bool(torch.isfinite(v)) for v in sums.values()):
+                        raise NonFiniteError(f"non-finite loss between steps {tick_step} and {s}")
+                    self.save()
         return metrics
 
     def write_samples(self, writer=None) -> Path:
@@ -412,3 +481,20 @@ class Trainer:
         if writer is not None:
             writer.add_image("samples", grid, self.step_count)
         return path
+
+
+@contextlib.contextmanager
+def _deferred_signals(trainer: Trainer):
+    """While training, SIGINT/SIGTERM only set trainer.stop_signal; the loop stops at the next step boundary,
+    so the saved state is always a consistent one."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    def handler(signum, frame):
+        trainer.stop_signal = signum
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
