@@ -10,6 +10,7 @@ from PIL import Image, ImageDraw
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+os.environ.setdefault("TQDM_DISABLE", "1")  # progress bars flood captured test output
 
 import torch  # noqa: E402
 

@@ -14,7 +14,8 @@ USER_ERRORS = (ValueError, FileNotFoundError)  # DataError and ArtifactError are
 RUN_ERRORS = (SaveError, FloatingPointError)  # a failed checkpoint write, a run that went non-finite
 # Modules that add a subcommand: each has `add_parser(subparsers)` and sets `func` on its parser.
 # They import their heavy dependencies inside the command, so `translate --help` stays fast.
-SUBCOMMAND_MODULES: tuple[str, ...] = ("translate.dataset_tools",)
+SUBCOMMAND_MODULES: tuple[str, ...] = ("translate.dataset_tools", "translate.apply", "translate.export",
+                                         "translate.reference")
 
 
 def _train_parser(sub) -> None:

@@ -98,6 +98,9 @@ class ImagePool:
         self.images = [x.to(device) for x in state["images"]]
 
 
+MAX_ROLLBACKS = 5  # then the run stops: halving the LR again and again will not fix it
+
+
 class NonFiniteError(FloatingPointError):
     """A loss or weight became NaN or infinite."""
 
@@ -385,7 +388,8 @@ class Trainer:
 
     def _roll_back(self, reason: str, log) -> None:
         """Reload the last saved state and halve both learning rates, or stop (--on-nan stop)."""
-        if self.cfg.train.on_nan == "stop" or not self.state_path.is_file():
+        self.rollbacks += 1
+        if self.cfg.train.on_nan == "stop" or not self.state_path.is_file() or self.rollbacks > MAX_ROLLBACKS:
             raise NonFiniteError(f"{reason}; stopped (no checkpoint was written with these values). "
                                  "Try lower --lr-g/--lr-d, --spectral-norm or --adversarial lsgan")
         self.resume()
@@ -412,7 +416,7 @@ class Trainer:
         bar = tqdm(total=end, initial=self.step_count, desc=self.run_dir.name, unit="step", dynamic_ncols=True,
                    disable=not main)
         metrics: dict = {}
-        self.stop_signal = None
+        self.stop_signal, self.rollbacks = None, 0
         with _deferred_signals(self):
             try:
                 while self.step_count < end:

@@ -2,8 +2,8 @@
 
 Images of any size are reflect-padded to the net's multiple and cropped back. Several images go through the net
 in batches of equal-sized images. Large images can be translated tile by tile (memory bounded): tiles overlap and
-are blended with linear ramps, and instance norm uses statistics of the whole (downscaled) image, so tiles agree
-with each other and with the untiled result away from the seams.
+are blended with linear ramps, and instance norm uses statistics measured over all tiles, so tiles agree with
+each other and with the untiled result away from the seams.
 """
 from __future__ import annotations
 
@@ -27,24 +27,24 @@ DIRECTIONS = ("a2b", "b2a")
 
 
 class PadToMultiple(nn.Module):
-    """Wraps a generator: pads H, W (bottom, right) up to `multiple`, runs it, crops back. Also used for export."""
+    """Wraps a generator: pads H, W (bottom, right) up to a multiple of `multiple` and at least `min_size`, runs
+    it, crops back. Also used for export."""
 
-    def __init__(self, net: nn.Module, multiple: int):
+    def __init__(self, net: nn.Module, multiple: int, min_size: int):
         super().__init__()
-        self.net, self.multiple = net, multiple
+        self.net, self.multiple, self.min_size = net, multiple, min_size
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h, w = x.shape[-2:]
-        pad_h, pad_w = -h % self.multiple, -w % self.multiple
-        if pad_h or pad_w:
-            mode = "reflect" if pad_h < h and pad_w < w else "replicate"
-            x = F.pad(x, (0, pad_w, 0, pad_h), mode=mode)
-        return self.net(x)[..., :h, :w]
+        pad_h, pad_w = max(-h % self.multiple, self.min_size - h), max(-w % self.multiple, self.min_size - w)
+        mode = "reflect" if pad_h < h and pad_w < w else "replicate"
+        return self.net(F.pad(x, (0, pad_w, 0, pad_h), mode=mode))[..., :h, :w]
 
 
-def model_multiple(model: ModelConfig) -> int:
-    """The factor a generator needs H and W to be divisible by."""
-    return 4 if model.generator == "resnet" else 2 ** model.unet_depth
+def size_rule(model: ModelConfig) -> tuple[int, int]:
+    """(multiple, minimum) a generator's input H and W must be: the ResNet's residual blocks see 1/4 of the
+    image and reflect-pad it by 1, so it needs at least 8 px."""
+    return (4, 8) if model.generator == "resnet" else (2 ** model.unet_depth,) * 2
 
 
 def tile_starts(length: int, tile: int, stride: int) -> list[int]:
@@ -63,29 +63,50 @@ def _ramp_window(length: int, overlap: int, ramp_start: bool, ramp_end: bool) ->
     return w
 
 
-@contextlib.contextmanager
-def global_instance_norm(net: nn.Module, image: torch.Tensor):
-    """Inside the block, every InstanceNorm2d of `net` normalises with the statistics it saw on `image` (1CHW)
-    instead of each input's own: the tiles of an image then share one normalisation."""
-    norms = [m for m in net.modules() if isinstance(m, nn.InstanceNorm2d)]
-    stats: dict[nn.Module, tuple[torch.Tensor, torch.Tensor]] = {}
+def _tile_batches(image: torch.Tensor, boxes: list[tuple[int, int, int, int]], batch_size: int):
+    """(boxes, CHW crops stacked) for up to batch_size tiles at a time; tiles of different sizes never share one."""
+    for i in range(0, len(boxes), batch_size):
+        by_size: dict[tuple[int, int], list] = {}
+        for box in boxes[i:i + batch_size]:
+            by_size.setdefault((box[2] - box[0], box[3] - box[1]), []).append(box)
+        for same in by_size.values():
+            yield same, torch.stack([image[:, y0:y1, x0:x1] for y0, x0, y1, x1 in same])
+
+
+def tile_statistics(net: nn.Module, batches) -> dict[nn.Module, tuple[torch.Tensor, torch.Tensor]]:
+    """Run every tile batch through `net`; for each InstanceNorm2d, the (mean, variance) of its input over all
+    tiles together: the whole image's statistics, up to tile-edge effects."""
+    sums: dict[nn.Module, list] = {m: [0.0, 0.0, 0] for m in net.modules() if isinstance(m, nn.InstanceNorm2d)}
 
     def record(module: nn.Module, inputs: tuple, _) -> None:
-        stats[module] = torch.var_mean(inputs[0], dim=(2, 3), keepdim=True, correction=0)
+        x = inputs[0].double()
+        acc = sums[module]
+        acc[0] = acc[0] + x.sum((0, 2, 3))
+        acc[1] = acc[1] + x.square().sum((0, 2, 3))
+        acc[2] += x.numel() // x.shape[1]
 
-    hooks = [m.register_forward_hook(record) for m in norms]
+    hooks = [m.register_forward_hook(record) for m in sums]
     try:
-        net(image)
+        for batch in batches:
+            net(batch)
     finally:
         for hook in hooks:
             hook.remove()
-    for m in norms:
-        var, mean = stats[m]
-        m.forward = lambda x, mean=mean, scale=torch.rsqrt(var + m.eps): (x - mean) * scale
+    return {m: (s / n, (sq / n - (s / n) ** 2).clamp(min=0)) for m, (s, sq, n) in sums.items()}
+
+
+@contextlib.contextmanager
+def instance_norm_statistics(stats: dict[nn.Module, tuple[torch.Tensor, torch.Tensor]]):
+    """Inside the block, each InstanceNorm2d in `stats` normalises with the given (mean, variance) per channel
+    instead of each input's own."""
+    for m, (mean, var) in stats.items():
+        shape = (1, -1, 1, 1)
+        m.forward = lambda x, mean=mean.float().view(shape), scale=torch.rsqrt(var.float() + m.eps).view(shape): \
+            (x - mean) * scale
     try:
         yield
     finally:
-        for m in norms:
+        for m in stats:
             del m.forward
 
 
@@ -100,9 +121,9 @@ class Translator:
 
     def __init__(self, generators: dict[str, torch.nn.Module], meta: dict, device: torch.device):
         self.meta, self.device = meta, device
-        self.multiple = model_multiple(ModelConfig(**meta["model"]))
-        self.nets = {"a2b": PadToMultiple(generators["g_ab"], self.multiple),
-                     "b2a": PadToMultiple(generators["g_ba"], self.multiple)}
+        self.multiple, self.min_size = size_rule(ModelConfig(**meta["model"]))
+        self.nets = {"a2b": PadToMultiple(generators["g_ab"], self.multiple, self.min_size),
+                     "b2a": PadToMultiple(generators["g_ba"], self.multiple, self.min_size)}
         self._lock = threading.RLock()
 
     @classmethod
@@ -141,64 +162,46 @@ class Translator:
 
     @torch.inference_mode()
     def translate_tiled(self, x: torch.Tensor, direction: str = "a2b", tile: int = 512, overlap: int = 64,
-                        batch_size: int = 1, stats_pixels: int | None = None) -> torch.Tensor:
-        """Like translate_tensor, one tile x tile window at a time (`batch_size` windows per pass), windows
-        `overlap` pixels apart blended with linear ramps. Instance-norm statistics come from the whole image
-        downscaled to at most `stats_pixels` pixels (default tile * tile). Result on the CPU."""
+                        batch_size: int = 1) -> torch.Tensor:
+        """Like translate_tensor, one tile x tile window at a time (`batch_size` windows per pass), neighbouring
+        windows overlapping by `overlap` pixels (or a little more, to keep them on the net's grid) and blended with
+        linear ramps. Two passes: the first measures instance-norm statistics over all tiles, the second
+        translates with them, so every tile is normalised like the whole image. Result on the CPU."""
         net = self.net(direction)
         stride = (tile - overlap) // self.multiple * self.multiple
         if overlap < 0 or stride < self.multiple:
             raise ValueError(f"tile {tile} must exceed overlap {overlap} by at least {self.multiple} pixels")
-        overlap = tile - stride
         h, w = x.shape[-2:]
         if h <= tile and w <= tile:
             return self.translate_tensor(x, direction).cpu()
+        boxes = [(y, x0, min(y + tile, h), min(x0 + tile, w))
+                 for y in tile_starts(h, tile, stride) for x0 in tile_starts(w, tile, stride)]
         out = []
         with self._lock:
             for image in x.to(torch.float32):
-                stats_image = self._stats_image(image[None], stats_pixels or tile * tile)
-                with global_instance_norm(net, stats_image.to(self.device)):
-                    out.append(self._blend_tiles(net, image, tile, stride, overlap, batch_size))
+                batches = (b.to(self.device) for _, b in _tile_batches(image, boxes, batch_size))
+                with instance_norm_statistics(tile_statistics(net, batches)):
+                    out.append(self._blend_tiles(net, image, boxes, tile - stride, batch_size))
         return torch.stack(out)
 
-    @staticmethod
-    def _stats_image(image: torch.Tensor, max_pixels: int) -> torch.Tensor:
-        """The image (1CHW) downscaled to at most max_pixels, aspect kept."""
-        h, w = image.shape[-2:]
-        scale = (max_pixels / (h * w)) ** 0.5
-        if scale >= 1:
-            return image
-        size = (max(1, round(h * scale)), max(1, round(w * scale)))
-        return F.interpolate(image, size=size, mode="bilinear", antialias=True, align_corners=False)
-
-    def _blend_tiles(self, net: nn.Module, image: torch.Tensor, tile: int, stride: int, overlap: int,
+    def _blend_tiles(self, net: nn.Module, image: torch.Tensor, boxes: list, overlap: int,
                      batch_size: int) -> torch.Tensor:
         h, w = image.shape[-2:]
         acc = torch.zeros(image.shape[0], h, w)
         weight = torch.zeros(1, h, w)
-        ys, xs = tile_starts(h, tile, stride), tile_starts(w, tile, stride)
-        boxes = [(y, x, min(y + tile, h), min(x + tile, w)) for y in ys for x in xs]
-        for i in range(0, len(boxes), batch_size):
-            group = boxes[i:i + batch_size]
-            by_size: dict[tuple[int, int], list] = {}
-            for box in group:
-                by_size.setdefault((box[2] - box[0], box[3] - box[1]), []).append(box)
-            for boxes_same in by_size.values():
-                batch = torch.stack([image[:, y0:y1, x0:x1] for y0, x0, y1, x1 in boxes_same])
-                result = net(batch.to(self.device)).float().cpu()
-                for (y0, x0, y1, x1), tile_out in zip(boxes_same, result):
-                    wy = _ramp_window(y1 - y0, overlap, y0 > 0, y1 < h)
-                    wx = _ramp_window(x1 - x0, overlap, x0 > 0, x1 < w)
-                    window = wy[:, None] * wx[None, :]
-                    acc[:, y0:y1, x0:x1] += tile_out * window
-                    weight[:, y0:y1, x0:x1] += window
+        for same, batch in _tile_batches(image, boxes, batch_size):
+            for (y0, x0, y1, x1), tile_out in zip(same, net(batch.to(self.device)).float().cpu()):
+                window = (_ramp_window(y1 - y0, overlap, y0 > 0, y1 < h)[:, None]
+                          * _ramp_window(x1 - x0, overlap, x0 > 0, x1 < w)[None, :])
+                acc[:, y0:y1, x0:x1] += tile_out * window
+                weight[:, y0:y1, x0:x1] += window
         return acc / weight
 
     def translate_images(self, images: list, direction: str = "a2b", batch_size: int = 8,
                          tile: int | None = None, overlap: int = 64) -> list[Image.Image]:
         """Many images (PIL in any mode, or uint8 HWC RGB), each keeping its size. Equal-sized images share a
         batch of up to `batch_size`; with `tile`, images larger than the tile are translated tile by tile."""
-        arrays = [np.asarray(to_rgb(im)) if isinstance(im, Image.Image) else im for im in images]
+        arrays = [np.array(to_rgb(im)) if isinstance(im, Image.Image) else im for im in images]
         out: list[Image.Image | None] = [None] * len(arrays)
         by_size: dict[tuple[int, ...], list[int]] = {}
         for i, array in enumerate(arrays):

@@ -1,0 +1,222 @@
+"""`translate apply`: translate files, folders (recursive, mirrored in the output) or globs with an exported model.
+
+    translate apply runs/my-run/model.safetensors photos/ --out translated/ --direction a2b
+    python -m translate.apply model.safetensors "shots/**/*.jpg" --out out/ --tile 512 --overlap 64 --html
+
+Each image keeps its size (or `--size` resizes its shorter side). Unreadable files are skipped and listed with the
+reason; the rest go on. Outputs never overwrite inputs. Exit status: 0 every image translated, 3 partial success
+(some skipped), 1 none translated, 2 usage error (missing model or input, bad flags).
+"""
+from __future__ import annotations
+
+import argparse
+import glob
+import html
+import io
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import quote
+
+EXIT_OK, EXIT_NONE, EXIT_USAGE, EXIT_PARTIAL = 0, 1, 2, 3
+
+
+@dataclass
+class Job:
+    source: Path
+    target: Path
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("apply", help="translate images, folders or globs with an exported model",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter, description=__doc__.split("\n")[0],
+                       epilog="exit status: 0 all translated, 3 some skipped, 1 none translated, 2 usage error")
+    p.add_argument("model", help="exported model (model.safetensors)")
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="image file, folder (recursive) or glob")
+    p.add_argument("--out", required=True, help="output folder (mirrors input folders)")
+    p.add_argument("--direction", choices=("a2b", "b2a"), default="a2b")
+    p.add_argument("--batch-size", type=int, default=4, help="equal-sized images per forward pass")
+    p.add_argument("--device", default="auto", help="cpu | cuda | cuda:N | auto")
+    p.add_argument("--format", choices=("png", "jpg"), default="png", help="output image format")
+    p.add_argument("--suffix", default="", help="added to each output file name, e.g. _b")
+    p.add_argument("--size", type=int, help="resize the shorter side to SIZE first (default: keep each size)")
+    p.add_argument("--tile", type=int, help="translate images larger than TILE px tile by tile (bounded memory)")
+    p.add_argument("--overlap", type=int, default=64, help="overlap of neighbouring tiles, blended")
+    p.add_argument("--side-by-side", action="store_true", help="write input|output pairs instead of outputs")
+    p.add_argument("--html", action="store_true", help="also write OUT/index.html showing the results")
+    p.set_defaults(func=cmd_apply)
+
+
+def _sources(spec: str, out: Path) -> list[tuple[Path, Path]]:
+    """(file, path relative to its input root) for one input; folders and globs keep their subfolders."""
+    from .data import IMAGE_EXTENSIONS
+    path = Path(spec)
+    if path.is_file():
+        return [(path, Path(path.name))]
+    if path.is_dir():
+        root, files = path, path.rglob("*")
+    elif glob.has_magic(spec):
+        root = Path(*_leading_plain_parts(path))
+        files = (Path(f) for f in glob.glob(spec, recursive=True))
+    else:
+        raise FileNotFoundError(f"{spec}: no such file or folder")
+    out_inside = out.resolve() if root.resolve() in out.resolve().parents else None  # skip earlier outputs
+    found = sorted(f for f in files if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS
+                   and out_inside not in f.resolve().parents)
+    if not found:
+        raise FileNotFoundError(f"{spec}: no images found")
+    return [(f, f.relative_to(root)) for f in found]
+
+
+def _leading_plain_parts(pattern: Path) -> list[str]:
+    """The folders of a glob pattern before its first wildcard."""
+    parts = []
+    for part in pattern.parts[:-1]:
+        if glob.has_magic(part):
+            break
+        parts.append(part)
+    return parts
+
+
+def plan(inputs: list[str], out: Path, fmt: str, suffix: str) -> list[Job]:
+    """One job per input image: where its output goes. Outputs that would clash get the source's extension
+    added to their name."""
+    jobs, taken = [], set()
+    for spec in inputs:
+        for source, rel in _sources(spec, out):
+            target = out / rel.parent / f"{rel.stem}{suffix}.{fmt}"
+            if target in taken:
+                target = out / rel.parent / f"{rel.stem}_{rel.suffix.lstrip('.')}{suffix}.{fmt}"
+            taken.add(target)
+            jobs.append(Job(source, target))
+    return jobs
+
+
+def _save(image, path: Path, fmt: str) -> None:
+    from .checkpoint import atomic_write
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG" if fmt == "png" else "JPEG", **({"quality": 95} if fmt == "jpg" else {}))
+    atomic_write(path, buffer.getvalue())
+
+
+def _side_by_side(left, right):
+    from PIL import Image
+    pair = Image.new("RGB", (left.width + right.width, max(left.height, right.height)), "white")
+    pair.paste(left, (0, 0))
+    pair.paste(right, (left.width, 0))
+    return pair
+
+
+def write_html(out: Path, done: list[Job], skipped: list[tuple[Path, str]], title: str) -> Path:
+    """OUT/index.html: a table of input and output images, then the skipped files with their reasons."""
+    def img(path: Path) -> str:
+        src = quote(Path(os.path.relpath(path.resolve(), out.resolve())).as_posix())
+        return f'<a href="{src}"><img src="{src}" loading="lazy"></a>'
+    rows = "".join(f"<tr><td>{html.escape(str(j.source))}</td><td>{img(j.source)}</td><td>{img(j.target)}</td></tr>\n"
+                   for j in done)
+    bad = "".join(f"<li>{html.escape(str(p))}: {html.escape(r)}</li>\n" for p, r in skipped)
+    page = (f"<!doctype html><meta charset=utf-8><title>{html.escape(title)}</title>\n"
+            "<style>body{font-family:sans-serif} img{max-width:384px;max-height:384px} td{padding:4px}</style>\n"
+            f"<h1>{html.escape(title)}</h1>\n<p>{len(done)} translated, {len(skipped)} skipped</p>\n"
+            f"<table><tr><th>file</th><th>input</th><th>output</th></tr>\n{rows}</table>\n"
+            + (f"<h2>Skipped</h2><ul>\n{bad}</ul>\n" if skipped else ""))
+    path = out / "index.html"
+    path.write_text(page, encoding="utf-8")
+    return path
+
+
+def cmd_apply(args: argparse.Namespace) -> int:
+    from PIL import Image
+    from tqdm.auto import tqdm
+
+    from .data import DataError, load_rgb
+    from .inference import Translator
+
+    for flag in ("batch_size", "size", "tile"):
+        if getattr(args, flag) is not None and getattr(args, flag) < 1:
+            raise ValueError(f"--{flag.replace('_', '-')} must be a positive number")
+    out = Path(args.out)
+    jobs = plan(args.inputs, out, args.format, args.suffix)
+    translator = Translator.from_file(args.model, args.device)
+    if args.tile and args.tile - args.overlap < translator.multiple:
+        raise ValueError(f"--tile {args.tile} must exceed --overlap {args.overlap} by at least {translator.multiple}")
+    inputs = {j.source.resolve() for j in jobs}
+    done: list[Job] = []
+    skipped: list[tuple[Path, str]] = []
+    start = time.perf_counter()
+    bar = tqdm(total=len(jobs), unit="img", desc="translate", dynamic_ncols=True)
+
+    def finish(batch: list[tuple[Job, Image.Image]]) -> None:
+        try:
+            outputs = translator(
+                [image for _, image in batch], args.direction, batch_size=args.batch_size, tile=args.tile,
+                overlap=args.overlap)
+        except (RuntimeError, ValueError) as exc:  # e.g. out of memory, or an image too small for the net
+            if len(batch) > 1:  # one image the net cannot take must not sink the others
+                for item in batch:
+                    finish([item])
+                return
+            skipped.append((batch[0][0].source, f"translation failed ({exc})".splitlines()[0]))
+            bar.update(1)
+            return
+        for (job, image), result in zip(batch, outputs):
+            _save(_side_by_side(image, result) if args.side_by_side else result, job.target, args.format)
+            done.append(job)
+            bar.update(1)
+
+    batch: list[tuple[Job, Image.Image]] = []
+    try:
+        for job in jobs:
+            if job.target.resolve() in inputs:
+                skipped.append((job.source, f"its output {job.target} would overwrite an input; "
+                                            "choose another --out or a --suffix"))
+                bar.update(1)
+                continue
+            try:
+                image = Image.fromarray(load_rgb(job.source))
+            except DataError as exc:
+                skipped.append((job.source, str(exc).removeprefix(f"{job.source}: ")))
+                bar.update(1)
+                continue
+            if args.size:
+                scale = args.size / min(image.size)
+                image = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))),
+                                     Image.Resampling.LANCZOS)
+            batch.append((job, image))
+            if len(batch) == args.batch_size:
+                finish(batch)
+                batch = []
+        if batch:
+            finish(batch)
+    finally:
+        bar.close()
+    elapsed = time.perf_counter() - start
+    if args.html:
+        print(f"index: {write_html(out, done, skipped, f'{Path(args.model).name} {args.direction}')}")
+    return summarize(done, skipped, out, elapsed)
+
+
+def summarize(done: list[Job], skipped: list[tuple[Path, str]], out: Path, elapsed: float) -> int:
+    """Print what was done and what was skipped (with reasons); return the exit status."""
+    total = len(done) + len(skipped)
+    print(f"translated {len(done)} of {total} images into {out} in {elapsed:.1f} s "
+          f"({len(done) / max(elapsed, 1e-9):.2f} images/s)")
+    if skipped:
+        print(f"skipped {len(skipped)}:", file=sys.stderr)
+        for path, reason in skipped:
+            print(f"  {path}: {reason}", file=sys.stderr)
+    if not skipped:
+        return EXIT_OK
+    return EXIT_PARTIAL if done else EXIT_NONE
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m translate.apply ...`, the same as `translate apply ...`."""
+    from .cli import main as cli_main
+    return cli_main(["apply", *(sys.argv[1:] if argv is None else argv)])
+
+
+if __name__ == "__main__":
+    sys.exit(main())
