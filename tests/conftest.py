@@ -10,7 +10,8 @@ from PIL import Image, ImageDraw
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
-os.environ.setdefault("TQDM_DISABLE", "1")  # progress bars flood captured test output
+os.environ.setdefault("TQDM_DISABLE", "1")
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # progress bars flood captured test output
 
 import torch  # noqa: E402
 
@@ -62,5 +63,6 @@ def tiny_config(recipe: str = "cyclegan", **overrides) -> Config:
     """A recipe's config shrunk to tiny nets and 32 px images, for fast CPU tests."""
     cfg = recipe_config(recipe).update(dict(
         ngf=8, n_blocks=2, ndf=8, n_layers=2, load_size=32, crop_size=32, crop=False, flip=False, workers=0,
-        batch_size=4, max_steps=4, log_every=2, sample_every=1000, save_every=1000, n_samples=2, device="cpu"))
+        batch_size=4, max_steps=4, log_every=2, sample_every=1000, save_every=1000, n_samples=2, device="cpu",
+        amp="off"))
     return cfg.update(overrides)

@@ -79,6 +79,15 @@ def test_an_image_that_fails_in_the_net_does_not_stop_its_batch(model, photos, t
     assert {p.name for p in out.rglob("*.png")} == {"gray.png", "rgba.png", "tiny.png"}
 
 
+def test_an_output_that_cannot_be_written_does_not_stop_the_rest(model, photos, tmp_path, capsys):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "sub").write_text("a file where the sub folder should go")
+    assert main([str(model), str(photos), "--out", str(out)]) == EXIT_PARTIAL
+    assert "odd.jpg: could not write" in capsys.readouterr().err
+    assert (out / "top.png").is_file()
+
+
 def test_never_overwrites_inputs(model, photos, capsys):
     before = _digest(photos)
     code = main([str(model), str(photos / "top.png"), "--out", str(photos)])

@@ -11,7 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
-from translate.data import UnpairedDataset, UnpairedSampler, build_transform, collate, list_images
+from translate.data import UnpairedBatches, UnpairedDataset, build_transform, collate, list_images
 
 DATASETS = Path(__file__).resolve().parents[1] / "datasets"
 SPLITS = ("trainA", "trainB", "testA", "testB")
@@ -106,8 +106,8 @@ def test_shipped_sets_load_through_the_training_pipeline(name):
     for train, split in ((True, "train"), (False, "test")):
         files_a, files_b = list_images(root / f"{split}A"), list_images(root / f"{split}B")
         dataset = UnpairedDataset(files_a, files_b, build_transform(64, 32, train=train))
-        sampler = UnpairedSampler(len(files_a), len(files_b), seed=0)
-        batch = next(iter(torch.utils.data.DataLoader(dataset, batch_size=4, sampler=sampler, collate_fn=collate)))
+        batches = UnpairedBatches(len(files_a), len(files_b), batch_size=4, seed=0, stop=1)
+        batch = next(iter(torch.utils.data.DataLoader(dataset, batch_sampler=batches, collate_fn=collate)))
         assert batch["a"].shape == batch["b"].shape == (4, 3, 32, 32)
         assert batch["a"].min() >= -1 and batch["a"].max() <= 1 and batch["b"].std() > 0.1
         assert batch["bad"] == []

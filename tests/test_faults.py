@@ -86,7 +86,7 @@ def _train_cmd(toy_root, runs, name, steps, extra=()):
     return [sys.executable, "-m", "translate", "train", "--data", str(toy_root), "--runs-dir", str(runs),
             "--name", name, "--ngf", "8", "--n-blocks", "1", "--ndf", "8", "--n-layers", "2", "--load-size", "32",
             "--crop-size", "32", "--workers", "0", "--batch-size", "2", "--max-steps", str(steps),
-            "--save-every", "2", "--log-every", "2", "--pool-size", "4", "--device", "cpu", *extra]
+            "--save-every", "2", "--log-every", "2", "--pool-size", "4", "--device", "cpu", "--amp", "off", *extra]
 
 
 def _env():

@@ -11,15 +11,16 @@ from translate.inference import Translator, tile_starts
 from translate.nets import build_generator
 
 
-def make_model(path, seed: int = 0, half: bool = False, **model_fields) -> Translator:
-    """A tiny untrained model artifact at `path` (ResNet, ngf 8, one block unless overridden); its Translator."""
+def make_model(path, seed: int = 0, half: bool = False, meta: dict | None = None, **model_fields) -> Translator:
+    """A tiny untrained model artifact at `path` (ResNet, ngf 8, one block unless overridden, metadata as a
+    trained model's plus `meta`); its Translator."""
     model = ModelConfig(**{"ngf": 8, "n_blocks": 1, **model_fields})
     torch.manual_seed(seed)
     nets = {name: build_generator(model).eval() for name in ("g_ab", "g_ba")}
     if half:
         nets = {name: net.half() for name, net in nets.items()}
     export_model(path, nets, {"model": dataclasses.asdict(model), "image_size": 32, "domains": ["cats", "dogs"],
-                              "recipe": "cyclegan", "steps": 4})
+                              "recipe": "cyclegan", "steps": 4, **(meta or {})})
     return Translator.from_file(path, device="cpu")
 
 
@@ -61,6 +62,18 @@ def test_fp16_artifact_loads_as_float32(tmp_path):
     t = make_model(tmp_path / "half.safetensors", half=True)
     assert all(p.dtype == torch.float32 for p in t.net("a2b").parameters())
     assert t(Image.new("RGB", (36, 28), "red")).size == (36, 28)
+
+
+def test_bf16_precision_stays_close_to_fp32(translator, tmp_path):
+    nets = {"g_ab": translator.net("a2b").net, "g_ba": translator.net("b2a").net}
+    fast = Translator(nets, translator.meta, translator.device, precision="bf16")
+    x = smooth_image(40, 56)
+    exact, approx = translator.translate_tensor(x), fast.translate_tensor(x)
+    assert approx.dtype == torch.float32 and 0 < (approx - exact).abs().mean() < 0.02
+    tiled_exact, tiled_approx = (t.translate_tiled(x, tile=32, overlap=8) for t in (translator, fast))
+    assert (tiled_approx - tiled_exact).abs().mean() < 0.02
+    with pytest.raises(ValueError, match="precision must be one of"):
+        Translator.from_file(tmp_path / "any.safetensors", precision="fp8")
 
 
 def test_tiled_matches_untiled_away_from_seams(tmp_path):

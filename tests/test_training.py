@@ -106,7 +106,7 @@ def test_cli_end_to_end_run_folder_and_resume(toy_root, tmp_path, capsys):
     common = ["--data", str(toy_root), "--runs-dir", str(tmp_path), "--name", "toy", "--ngf", "8",
               "--n-blocks", "1", "--ndf", "8", "--n-layers", "2", "--load-size", "32", "--crop-size", "32",
               "--workers", "0", "--batch-size", "2", "--log-every", "2", "--sample-every", "3",
-              "--save-every", "3", "--lr-decay-start", "1", "--device", "cpu"]
+              "--save-every", "3", "--lr-decay-start", "1", "--device", "cpu", "--amp", "off"]
     assert main(["train", *common, "--max-steps", "3"]) == 0
     run = tmp_path / "toy"
     assert main(["train", "--resume", "--name", "toy", "--runs-dir", str(tmp_path), "--max-steps", "6"]) == 0

@@ -51,8 +51,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     from .engine import Trainer
     cfg, run_dir = train_config(args)
     trainer = Trainer(cfg, run_dir)
-    print(f"run folder: {run_dir}  recipe: {cfg.train.recipe}  device: {trainer.device}  "
-          f"steps: {trainer.total_steps}  images: {len(trainer.domains.train_a)} A, {len(trainer.domains.train_b)} B")
+    t, world = cfg.train, trainer.world
+    if world.is_main:
+        print(f"run folder: {run_dir}  recipe: {t.recipe}  device: {trainer.device}  steps: {trainer.total_steps}  "
+              f"images: {len(trainer.domains.train_a)} A, {len(trainer.domains.train_b)} B\n"
+              f"global batch: {t.batch_size} x {world.world_size} process(es) = {t.batch_size * world.world_size}  "
+              f"lr_g {t.lr_g:g}  lr_d {t.lr_d:g}  bf16: {trainer.amp}")
     try:
         trainer.fit(resume=args.resume)
     except KeyboardInterrupt:

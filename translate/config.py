@@ -72,8 +72,9 @@ class TrainConfig:
     max_steps: int | None = opt(None, "total steps (overrides --epochs)")
     seed: int = opt(0, "random seed (a CPU run is bit-reproducible)")
     device: str = opt("auto", "cuda | cpu | auto")
-    amp: str = opt("auto", "mixed precision: bf16 autocast (auto = on CUDA only)", ("auto", "bf16", "off"))
-    channels_last: str = opt("auto", "channels-last memory format (auto = on CUDA only)", ("auto", "on", "off"))
+    amp: str = opt("auto", "mixed precision: bf16 autocast (auto = on CUDA, and on CPUs with native bf16)",
+                   ("auto", "bf16", "off"))
+    channels_last: str = opt("auto", "channels-last memory format (auto = with bf16)", ("auto", "on", "off"))
     compile: str = opt("auto", "torch.compile the nets (auto = on CUDA, except with gradient penalties)",
                        ("auto", "on", "off"))
     on_nan: str = opt("rollback", "on a non-finite loss or weight: reload the last good state at half the LR, "

@@ -39,9 +39,11 @@ def load_weights(path: str | Path) -> dict:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        detail = next((line for line in str(exc).splitlines() if "Unsupported" in line), str(exc).splitlines()[0])
-        raise ValueError(f"{path}: refused: the file holds Python objects that would run code when loaded; only "
-                         f"plain weights are accepted ({detail.strip()})") from None
+        found = re.search(r"Unsupported global: GLOBAL (\S+)", str(exc))
+        if found:
+            raise ValueError(f"{path}: refused: the file holds Python objects that would run code when loaded "
+                             f"({found.group(1)}); only plain weights are accepted") from None
+        raise ValueError(f"{path}: not a readable PyTorch checkpoint (corrupt or not a weights file)") from None
     except (RuntimeError, EOFError, OSError) as exc:
         raise ValueError(f"{path}: not a readable PyTorch checkpoint ({str(exc).splitlines()[0]})") from None
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
