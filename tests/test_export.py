@@ -35,3 +35,20 @@ def test_export_of_a_missing_model_is_a_usage_error(tmp_path, capsys):
     assert main(["export", str(tmp_path / "nope.safetensors"), "--onnx", str(tmp_path / "m.onnx")]) == 2
     assert "nope.safetensors: no such model file" in capsys.readouterr().err
     assert not (tmp_path / "m.onnx").exists()
+
+
+def test_release_copy_has_fp16_weights_new_names_and_the_same_translation(tmp_path):
+    translator = make_model(tmp_path / "model.safetensors")
+    out = tmp_path / "release.safetensors"
+    assert main(["export", str(tmp_path / "model.safetensors"), "--out", str(out), "--fp16",
+                 "--domains", "Noto", "Twemoji", "--task", "style"]) == 0
+    from translate.checkpoint import read_model
+    from translate.inference import Translator
+    nets, meta = read_model(out)
+    assert all(v.dtype == torch.float16 for state in nets.values() for v in state.values() if v.is_floating_point())
+    assert meta["domains"] == ["Noto", "Twemoji"] and meta["task"] == "style"
+    assert meta["model"] == translator.meta["model"]
+    assert out.stat().st_size < 0.6 * (tmp_path / "model.safetensors").stat().st_size
+    x = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    half = Translator.from_file(out).translate_tensor(x)
+    assert (half - translator.translate_tensor(x)).abs().max() < 0.02

@@ -67,8 +67,13 @@ class ArtifactError(ValueError):
 
 def export_model(path: str | Path, generators: dict[str, torch.nn.Module], metadata: dict) -> None:
     """Write generators (name -> module) and JSON-able metadata as one safetensors file, atomically."""
+    write_model(path, {name: net.state_dict() for name, net in generators.items()}, metadata)
+
+
+def write_model(path: str | Path, states: dict[str, dict[str, torch.Tensor]], metadata: dict) -> None:
+    """Write state dicts (generator name -> state dict) and JSON-able metadata as one safetensors file."""
     tensors = {f"{name}.{key}": value.detach().cpu().contiguous()
-               for name, net in generators.items() for key, value in net.state_dict().items()}
+               for name, state in states.items() for key, value in state.items()}
     meta = {"format": ARTIFACT_FORMAT, **{k: json.dumps(v) for k, v in metadata.items()}}
     atomic_write(path, save(tensors, metadata=meta))
 

@@ -1,9 +1,12 @@
-"""`translate export MODEL --onnx OUT.onnx`: one direction of a model as ONNX, any height and width.
+"""`translate export MODEL --onnx OUT.onnx` or `--out OUT.safetensors`: deployable copies of a model.
 
-The graph takes `image`, float32 N x C x H x W in [-1, 1], and returns `translated` of the same shape; padding to
+--onnx: one direction of a model as ONNX, any height and width. The graph takes `image`, float32 N x C x H x W in [-1, 1], and returns `translated` of the same shape; padding to
 the net's multiple and cropping back are inside it. H and W must be at least 8 (ResNet) or 2**depth (U-Net).
 The file's metadata holds the direction, the domain names and the model config. After writing, the export is
 checked: onnxruntime and PyTorch must agree on a test image.
+
+--out: a release copy of the safetensors model, optionally with fp16 weights (half the size), new domain names
+and a `task` for the app (style | expression).
 """
 from __future__ import annotations
 
@@ -19,8 +22,13 @@ def add_parser(sub) -> None:
     p = sub.add_parser("export", help="export a model to ONNX (dynamic height and width)",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter, description=__doc__.split("\n")[0])
     p.add_argument("model", help="exported model (model.safetensors)")
-    p.add_argument("--onnx", required=True, metavar="OUT.onnx", help="ONNX file to write")
-    p.add_argument("--direction", choices=("a2b", "b2a"), default="a2b")
+    out = p.add_mutually_exclusive_group(required=True)
+    out.add_argument("--onnx", metavar="OUT.onnx", help="ONNX file to write")
+    out.add_argument("--out", metavar="OUT.safetensors", help="release copy of the model to write")
+    p.add_argument("--direction", choices=("a2b", "b2a"), default="a2b", help="ONNX: the direction to export")
+    p.add_argument("--fp16", action="store_true", help="--out: store the weights as float16")
+    p.add_argument("--domains", nargs=2, metavar=("A", "B"), help="--out: names of the two domains")
+    p.add_argument("--task", help="--out: the app tab that serves it (style | expression)")
     p.set_defaults(func=cmd_export)
 
 
@@ -61,8 +69,24 @@ def onnx_difference(path: str | Path, translator, direction: str, height: int, w
     return float(abs(got - want).max())
 
 
+def export_release(model: str | Path, out: str | Path, fp16: bool = False, domains: list[str] | None = None,
+                   task: str | None = None) -> None:
+    """Copy a model artifact with fp16 weights and/or new metadata (domain names, app task)."""
+    from .checkpoint import read_model, write_model
+    nets, meta = read_model(model)
+    meta.update({k: v for k, v in (("domains", domains), ("task", task)) if v})
+    if fp16:
+        nets = {name: {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
+                for name, state in nets.items()}
+    write_model(out, nets, meta)
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     from .inference import Translator
+    if args.out:
+        export_release(args.model, args.out, args.fp16, args.domains, args.task)
+        print(f"wrote {args.out}" + (" (fp16 weights)" if args.fp16 else ""))
+        return 0
     translator = Translator.from_file(args.model, device="cpu")
     export_onnx(translator, args.direction, args.onnx)
     m = translator.multiple
