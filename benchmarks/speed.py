@@ -13,6 +13,7 @@ Prints JSON and rewrites this device's section of docs/benchmarks.md.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import platform
 import re
@@ -32,7 +33,8 @@ sys.path.insert(0, str(ROOT))
 
 from translate.config import ModelConfig  # noqa: E402
 from translate.data import UnpairedBatches, UnpairedDataset, build_transform, collate, list_images  # noqa: E402
-from translate.engine import ImagePool, Trainer, resolve_device  # noqa: E402
+from translate.engine import ImagePool, Trainer, cpu_has_bf16, resolve_device  # noqa: E402
+from translate.inference import Translator  # noqa: E402
 from translate.nets import build_discriminator, build_generator  # noqa: E402
 from translate.recipes import recipe_config  # noqa: E402
 
@@ -155,8 +157,9 @@ def training(size: int, batch: int, device: torch.device, repeats: int, warmup: 
 
 
 def inference(size: int, device: torch.device, repeats: int) -> dict:
-    """Single-image translation: eager fp32 under no_grad (reference test script) vs the fast path: bf16 and
-    channels-last under inference_mode on CUDA, ONNX Runtime on CPU; and the fast path's batched throughput."""
+    """Single-image translation: eager fp32 under no_grad (the reference test script) vs translate's Translator
+    (bf16 autocast under inference_mode where the hardware has bf16); on CUDA also compiled, channels-last and
+    batched throughput; on CPU also ONNX Runtime on the `translate export --onnx` graph."""
     torch.manual_seed(0)
     net = build_generator(ModelConfig()).to(device).eval()
     x = torch.rand(1, 3, size, size, device=device) * 2 - 1
@@ -164,31 +167,25 @@ def inference(size: int, device: torch.device, repeats: int) -> dict:
     def baseline():
         with torch.no_grad():
             net(x)
-    runs = {"baseline": baseline}
+    translator = Translator({"g_ab": net, "g_ba": net}, {"model": dataclasses.asdict(ModelConfig())}, device,
+                            precision="bf16" if device.type == "cuda" or cpu_has_bf16() else "fp32")
+    runs = {"baseline": baseline, "fast": lambda: translator.translate_tensor(x)}
+    batch = 64
     if device.type == "cuda":
-        fast_net = build_generator(ModelConfig()).to(device, memory_format=torch.channels_last).eval()
-        fast_net.load_state_dict(net.state_dict())
-        fast_net = torch.compile(fast_net)
-        xb = torch.rand(32, 3, size, size, device=device).to(memory_format=torch.channels_last)
-
-        def fast():
-            with torch.inference_mode(), torch.autocast("cuda", dtype=torch.bfloat16):
-                fast_net(x.to(memory_format=torch.channels_last))
+        fast_net = torch.compile(build_generator(ModelConfig()).to(device, memory_format=torch.channels_last).eval())
+        xb = (torch.rand(batch, 3, size, size, device=device) * 2 - 1).to(memory_format=torch.channels_last)
 
         def batched():
             with torch.inference_mode(), torch.autocast("cuda", dtype=torch.bfloat16):
                 fast_net(xb)
-        runs.update(fast=fast, batched=batched)
-        batch = len(xb)
+        runs["batched"] = batched
     else:
         import onnxruntime as ort
         path = Path(tempfile.mkdtemp()) / "g.onnx"
         torch.onnx.export(net, (x,), str(path), input_names=["image"], output_names=["out"],
                           dynamic_axes={"image": {0: "n", 2: "h", 3: "w"}}, dynamo=False)
         session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-        feed = {"image": x.numpy()}
-        runs["fast"] = lambda: session.run(None, feed)
-        batch = 1
+        runs["onnxruntime"] = lambda: session.run(None, {"image": x.numpy()})
     for fn in runs.values():  # warm-up, compile
         fn()
         fn()
