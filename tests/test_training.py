@@ -155,3 +155,12 @@ def test_folder_with_bad_files_trains_and_reports_them(toy_root, tmp_path):
         assert name in report
     assert "odd" not in report  # grayscale, RGBA, 16-bit, CMYK, EXIF and GIF files all trained
     assert trainer.domains.names == ("photos", "trainB")
+
+
+def test_ema_warm_up_forgets_the_initial_weights(toy_root, tmp_path):
+    trainer = Trainer(tiny_config(data=str(toy_root), max_steps=6, ema=0.999), tmp_path / "run")
+    initial = trainer.g_ab[1].weight.detach().clone()
+    trainer.fit()
+    ema, current = trainer.generators()["g_ab"][1].weight, trainer.g_ab[1].weight
+    # a plain 0.999 EMA would still be 99.4 % the initial weights after 6 steps
+    assert (ema - current).norm() < 0.5 * (ema - initial).norm()

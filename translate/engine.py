@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from torch.optim.swa_utils import AveragedModel
 from tqdm.auto import tqdm
 
 from . import distributed, losses
@@ -150,7 +150,7 @@ class Trainer:
         self.opt_g = self._optimizer(self.params_g, t.lr_g)
         self.opt_d = self._optimizer(self.params_d, t.lr_d)
         self.pool_a, self.pool_b = ImagePool(t.pool_size), ImagePool(t.pool_size)
-        self.ema = ({k: AveragedModel(net, multi_avg_fn=get_ema_multi_avg_fn(t.ema), use_buffers=True)
+        self.ema = ({k: AveragedModel(net, multi_avg_fn=self._ema_update, use_buffers=True)
                      for k, net in (("g_ab", self.g_ab), ("g_ba", self.g_ba))} if t.ema else {})
         self._compile(t.compile == "on" or (t.compile == "auto" and on_cuda))
         torch.manual_seed(t.seed + self.world.rank)  # per-process randomness for pools, dropout, penalties
@@ -182,6 +182,18 @@ class Trainer:
         penalised = self.cfg.train.adversarial == "wgan-gp" or self.cfg.train.r1_weight > 0
         for net in (self.g_ab, self.g_ba) if penalised else (self.g_ab, self.g_ba, self.d_a, self.d_b):
             net.compile()
+
+    @torch.no_grad()
+    def _ema_update(self, ema_params: list, params: list, _) -> None:
+        """EMA with warm-up: decay min(ema, (1 + step) / (10 + step)), so the average forgets the random
+        initial weights within the first hundreds of steps instead of dragging them through a short run."""
+        decay = min(self.cfg.train.ema, (1 + self.step_count) / (10 + self.step_count))
+        floats = [(e, p) for e, p in zip(ema_params, params) if e.is_floating_point()]
+        if floats:
+            torch._foreach_lerp_([e for e, _ in floats], [p for _, p in floats], 1 - decay)
+        for e, p in zip(ema_params, params):
+            if not e.is_floating_point():
+                e.copy_(p)
 
     def batches(self, start: int = 0, stop: int | None = None) -> UnpairedBatches:
         """The run's batch keys from step `start` (this process's slice under torchrun)."""
