@@ -6,6 +6,7 @@
 Every `*.safetensors` model in the folder is loaded once at start. A model's tab comes from its metadata
 ("task": "style" | "expression"), else from its file name (containing "expression" or not). Nothing is
 downloaded; uploads are limited in bytes and pixels; large images are downscaled to --max-side for speed.
+Requests wait in a bounded queue and are served CONCURRENCY at a time (see docs/reliability.md).
 """
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ import gradio as gr
 from PIL import Image
 
 from translate.checkpoint import ArtifactError
-from translate.data import DataError, IMAGE_EXTENSIONS, load_rgb
+from translate.data import DataError, IMAGE_EXTENSIONS, check_image, load_rgb
 from translate.inference import DIRECTIONS, Translator
 
 ROOT = Path(__file__).resolve().parent
@@ -27,6 +28,8 @@ TASKS = {"style": ("Style transfer", ROOT / "datasets" / "emoji-style"),
          "expression": ("Expression editing", ROOT / "datasets" / "emoji-expression")}
 MAX_FILE_SIZE = "20mb"
 MAX_PIXELS = 40_000_000
+CONCURRENCY = 2  # requests worked on at once (each model still runs one at a time); the rest wait in the queue
+QUEUE_SIZE = 64  # waiting requests beyond this are refused at once ("queue is full") instead of piling up
 N_EXAMPLES = 4  # per domain
 CSS = ".translate-image img { width: 100%; height: 100%; object-fit: contain; }"  # show small images enlarged
 
@@ -45,7 +48,9 @@ class ModelStore:
                 self.problems[path.name] = "points outside the checkpoints folder; ignored"
                 continue
             try:
-                self.models[path.name] = Translator.from_file(path, device, precision)
+                translator = Translator.from_file(path, device, precision)
+                translator.require_rgb(path)
+                self.models[path.name] = translator
             except ArtifactError as exc:
                 self.problems[path.name] = str(exc)
 
@@ -60,6 +65,20 @@ class ModelStore:
 
     def names(self, task: str) -> list[str]:
         return [name for name in self.models if self.task(name) == task]
+
+
+def pass_path_unopened(image: gr.Image) -> gr.Image:
+    """Make an image input hand the function the uploaded file's path unopened. gr.Image opens every upload with
+    Pillow first, and a file Pillow cannot identify (empty, text, a huge bomb) then fails inside gradio with an
+    internal message; open_upload names the file and the problem instead. Gradio has already checked that the path
+    is one of its uploads. (An instance override: a gr.Image subclass would make gradio write a .pyi file.)"""
+    opened = image.preprocess
+
+    def preprocess(payload):
+        return str(payload.path) if payload is not None and payload.path else opened(payload)
+
+    image.preprocess = preprocess
+    return image
 
 
 def model_card(translator: Translator) -> str:
@@ -93,7 +112,7 @@ def open_upload(path: str | None, max_side: int) -> tuple[Image.Image, str]:
     except Image.DecompressionBombError:
         raise gr.Error(f"{name}: far too many pixels (a possible decompression bomb).") from None
     except (OSError, SyntaxError, ValueError):
-        raise gr.Error(f"{name}: not an image this app can read.") from None
+        raise gr.Error(f"{name}: {check_image(path) or 'not an image this app can read'}.") from None
     if width * height > MAX_PIXELS:
         raise gr.Error(f"{name} is {width}x{height} = {width * height / 1e6:.1f} megapixels; this app takes images "
                        f"up to {MAX_PIXELS / 1e6:.1f} megapixels. Downscale it first.")
@@ -154,8 +173,9 @@ def _task_tab(store: ModelStore, task: str, max_side: int) -> None:
             show_cycle = gr.Checkbox(False, label="Show cycle reconstruction")
         with gr.Column(scale=3):
             with gr.Row(equal_height=True):
-                source = gr.Image(type="filepath", image_mode=None, sources=["upload", "clipboard"], label="Input",
-                                  height=320, elem_id=f"{task}-input", elem_classes="translate-image")
+                source = pass_path_unopened(gr.Image(
+                    type="filepath", image_mode=None, sources=["upload", "clipboard"], label="Input", height=320,
+                    elem_id=f"{task}-input", elem_classes="translate-image"))
                 output = gr.Image(format="png", label="Translated", interactive=False, height=320,
                                   elem_id=f"{task}-output", elem_classes="translate-image")
                 cycle = gr.Image(format="png", label="Cycle reconstruction", interactive=False, height=320,
@@ -190,7 +210,9 @@ def build_app(store: ModelStore, max_side: int = 512) -> gr.Blocks:
 
 
 def launch(demo: gr.Blocks, host: str, port: int, **kwargs):
-    """Serve the app: uploads capped at MAX_FILE_SIZE, example files allowed, errors shown to the user."""
+    """Serve the app: a queue of at most QUEUE_SIZE requests, CONCURRENCY at a time; uploads capped at
+    MAX_FILE_SIZE; example files allowed; errors shown to the user."""
+    demo.queue(default_concurrency_limit=CONCURRENCY, max_size=QUEUE_SIZE)
     return demo.launch(server_name=host, server_port=port, max_file_size=MAX_FILE_SIZE, show_error=True, css=CSS,
                        allowed_paths=[str(d) for _, d in TASKS.values() if d.is_dir()], footer_links=["api"],
                        **kwargs)

@@ -16,13 +16,17 @@ def _png_bytes(img: Image.Image, **kw) -> bytes:
     return buf.getvalue()
 
 
-def png_bomb(width: int, height: int) -> bytes:
-    """A decompression bomb: a well-formed PNG claiming width x height pixels, with a tiny compressed stream."""
+def _raw_png(width: int, height: int, depth: int, colour_type: int, rows: bytes) -> bytes:
+    """A PNG written chunk by chunk, for what Pillow will not write (huge claimed sizes, 48-bit RGB)."""
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-    ihdr = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 1000)) \
-        + chunk(b"IEND", b"")
+    ihdr = struct.pack(">IIBBBBB", width, height, depth, colour_type, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b"")
+
+
+def png_bomb(width: int, height: int) -> bytes:
+    """A decompression bomb: a well-formed PNG claiming width x height pixels, with a tiny compressed stream."""
+    return _raw_png(width, height, 1, 0, b"\0" * 1000)
 
 
 def make_unusual_but_valid(folder: Path) -> dict[str, Image.Image]:
@@ -69,3 +73,36 @@ def make_broken(folder: Path) -> dict[str, str]:
     (folder / "bomb.png").write_bytes(png_bomb(100_000, 100_000))
     return {"empty.png": "empty", "truncated.png": "truncated", "truncated.jpg": "truncated",
             "notes.png": "not an image", "bomb.png": "bomb"}
+
+
+def make_more_broken(folder: Path) -> dict[str, str]:
+    """More files that must be rejected, as make_broken: a PNG whose image data fails its checksum, one claiming
+    0x0 pixels, and a bomb over translate's own limit (64 MP) but under Pillow's (89 MP)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    good = bytearray(_png_bytes(Image.fromarray(np.full((16, 16, 3), 50, np.uint8))))
+    good[good.index(b"IDAT") + 6] ^= 0x55  # one flipped byte in the compressed stream
+    (folder / "bad-crc.png").write_bytes(bytes(good))
+    (folder / "zero-size.png").write_bytes(_raw_png(0, 0, 8, 2, b""))
+    (folder / "bomb-81mp.png").write_bytes(png_bomb(9000, 9000))
+    return {"bad-crc.png": "unreadable", "zero-size.png": "not an image", "bomb-81mp.png": "bomb"}
+
+
+def make_edge_cases(folder: Path) -> dict[str, tuple[int, int]]:
+    """Valid files at the edges, which must be translated or trained on: 1x1, smaller than a 32 px crop, a 300x1
+    strip, bilevel, grey + alpha, 48-bit RGB, a JPEG named .png, an out-of-range EXIF orientation (ignored).
+    Returns name -> (width, height) as loaded."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(5)
+    Image.new("RGB", (1, 1), "red").save(folder / "one-pixel.png")
+    Image.fromarray(rng.integers(0, 256, (12, 10, 3), dtype=np.uint8)).save(folder / "small.png")
+    Image.fromarray(rng.integers(0, 256, (1, 300, 3), dtype=np.uint8)).save(folder / "strip.png")
+    Image.fromarray(rng.integers(0, 2, (20, 24), dtype=np.uint8).astype(bool)).save(folder / "bilevel.png")
+    Image.fromarray(rng.integers(0, 256, (20, 20, 2), dtype=np.uint8), "LA").save(folder / "gray-alpha.png")
+    rows = b"".join(b"\0" + rng.integers(0, 65536, (8, 3)).astype(">u2").tobytes() for _ in range(6))
+    (folder / "rgb48.png").write_bytes(_raw_png(8, 6, 16, 2, rows))
+    Image.fromarray(rng.integers(0, 256, (20, 30, 3), dtype=np.uint8)).save(folder / "jpeg-named.png", "JPEG")
+    exif = Image.Exif()
+    exif[0x0112] = 9  # orientations run 1..8
+    Image.new("RGB", (30, 10), "green").save(folder / "exif-9.jpg", exif=exif)
+    return {"one-pixel.png": (1, 1), "small.png": (10, 12), "strip.png": (300, 1), "bilevel.png": (24, 20),
+            "gray-alpha.png": (20, 20), "rgb48.png": (8, 6), "jpeg-named.png": (30, 20), "exif-9.jpg": (30, 10)}

@@ -93,6 +93,13 @@ def test_non_square_images_and_images_smaller_than_the_crop(tmp_path):
             assert t(image=load_rgb(tmp_path / name))["image"].shape == (32, 32, 3)
 
 
+def test_an_extreme_strip_is_cropped_before_resizing():
+    strip = np.zeros((1, 20000, 3), np.uint8)
+    t = build_transform(286, 256)
+    assert t(image=strip)["image"].shape == (256, 256, 3)  # without the guard: a 286 x 5.7 M pixel resize
+    assert build_transform(64, 64, train=False)(image=np.zeros((5000, 10, 3), np.uint8))["image"].shape == (64, 64, 3)
+
+
 def test_dataset_substitutes_a_file_that_fails_to_decode(tmp_path):
     make_broken(tmp_path / "bad")
     make_unusual_but_valid(tmp_path / "good")

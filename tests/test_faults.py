@@ -71,6 +71,24 @@ def test_failed_save_keeps_the_previous_checkpoint(toy_root, tmp_path, monkeypat
     assert not [p for p in (tmp_path / "full" / "state").iterdir() if p.name != "last.pt"]  # no temp files left
 
 
+def test_failed_save_is_retried_when_configured(toy_root, tmp_path, monkeypatch):
+    import translate.checkpoint as checkpoint
+    import translate.engine as engine
+    real_fsync, calls = os.fsync, []
+
+    def fails_once(fd):
+        calls.append(fd)
+        if len(calls) == 1:
+            raise OSError(28, "No space left on device")
+        real_fsync(fd)
+    monkeypatch.setattr(checkpoint.os, "fsync", fails_once)
+    monkeypatch.setattr(engine, "SAVE_RETRY_WAIT_S", 0)
+    trainer = Trainer(tiny_config(data=str(toy_root), max_steps=2, save_retries=1), tmp_path / "run")
+    with pytest.warns(UserWarning, match="No space left on device; .*retrying"):
+        trainer.fit()
+    assert load_state(trainer.state_path)["step"] == 2
+
+
 def test_fast_path_matches_eager_fp32_within_bf16_tolerance(toy_root, tmp_path):
     batch = torch.rand(2, 3, 32, 32) * 2 - 1, torch.rand(2, 3, 32, 32) * 2 - 1
     results = []

@@ -142,6 +142,7 @@ def cmd_apply(args: argparse.Namespace) -> int:
     out = Path(args.out)
     jobs = plan(args.inputs, out, args.format, args.suffix)
     translator = Translator.from_file(args.model, args.device, args.precision)
+    translator.require_rgb(args.model)
     if args.tile and args.tile - args.overlap < translator.multiple:
         raise ValueError(f"--tile {args.tile} must exceed --overlap {args.overlap} by at least {translator.multiple}")
     inputs = {j.source.resolve() for j in jobs}

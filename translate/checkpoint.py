@@ -5,6 +5,8 @@ from __future__ import annotations
 import io
 import json
 import os
+import pickle
+import re
 import tempfile
 from pathlib import Path
 
@@ -52,9 +54,29 @@ def save_state(path: str | Path, state: dict) -> None:
     atomic_write(path, buffer.getvalue())
 
 
+STATE_KEYS = ("step", "nets", "ema", "optim", "sched", "pools", "rng", "bad_files")
+
+
+class StateError(ValueError):
+    """A resume state that is unreadable, incomplete, or would run code when unpickled."""
+
+
 def load_state(path: str | Path) -> dict:
-    """Load a resume state with weights-only unpickling: a file that would run code is refused."""
-    return torch.load(path, map_location="cpu", weights_only=True)
+    """Load a resume state with weights-only unpickling: a file that would run code is refused, never run; an
+    unreadable or incomplete one is a StateError naming the file."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        found = re.search(r"Unsupported global: GLOBAL (\S+)", str(exc))
+        reason = (f"refused: it holds Python objects that would run code when loaded ({found.group(1)})" if found
+                  else "not a readable resume state (corrupt or truncated)")
+        raise StateError(f"{path}: {reason}") from None
+    except (RuntimeError, EOFError, OSError) as exc:
+        raise StateError(f"{path}: not a readable resume state ({str(exc).splitlines()[0]})") from None
+    missing = [key for key in STATE_KEYS if key not in state] if isinstance(state, dict) else list(STATE_KEYS)
+    if missing:
+        raise StateError(f"{path}: an incomplete resume state (missing {', '.join(missing)})")
+    return state
 
 
 class SaveError(RuntimeError):
@@ -91,7 +113,10 @@ def read_model(path: str | Path) -> tuple[dict[str, dict[str, torch.Tensor]], di
         raise ArtifactError(f"{path}: not a readable safetensors model ({exc})") from None
     if raw.get("format") != ARTIFACT_FORMAT:
         raise ArtifactError(f"{path}: not a translate model (metadata format is {raw.get('format')!r})")
-    meta = {k: json.loads(v) for k, v in raw.items() if k != "format"}
+    try:
+        meta = {k: json.loads(v) for k, v in raw.items() if k != "format"}
+    except json.JSONDecodeError as exc:
+        raise ArtifactError(f"{path}: its metadata is not valid JSON ({exc})") from None
     nets: dict[str, dict[str, torch.Tensor]] = {}
     for key, value in tensors.items():
         name, _, param = key.partition(".")

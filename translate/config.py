@@ -77,6 +77,7 @@ class TrainConfig:
     channels_last: str = opt("auto", "channels-last memory format (auto = with bf16)", ("auto", "on", "off"))
     compile: str = opt("auto", "torch.compile the nets (auto = on CUDA, except with gradient penalties)",
                        ("auto", "on", "off"))
+    save_retries: int = opt(0, "retries of a failed checkpoint write (disk full...), 10 s apart, before stopping")
     on_nan: str = opt("rollback", "on a non-finite loss or weight: reload the last good state at half the LR, "
                       "or stop", ("rollback", "stop"))
     name: str | None = opt(None, "run name: the run folder is RUNS_DIR/NAME")
@@ -113,7 +114,10 @@ class Config:
 
     @classmethod
     def load(cls, path: str | Path) -> "Config":
-        return cls.from_dict(json.loads(Path(path).read_text()))
+        try:
+            return cls.from_dict(json.loads(Path(path).read_text()))
+        except (ValueError, TypeError, AttributeError) as exc:  # JSONDecodeError is a ValueError
+            raise ValueError(f"{path}: not a valid run config ({exc})") from None
 
     def update(self, overrides: dict) -> "Config":
         """Set fields by their flat names (as the CLI gives them); an unknown name is an error."""

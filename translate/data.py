@@ -110,13 +110,29 @@ def to_uint8(x: torch.Tensor) -> np.ndarray:
     return x.detach().float().clamp(-1, 1).add(1).mul(127.5).round().byte().permute(1, 2, 0).cpu().numpy()
 
 
+MAX_ASPECT = 8
+
+
+def limit_aspect(image: np.ndarray, **_) -> np.ndarray:
+    """Centre-crop a strip longer than MAX_ASPECT times its width, so resizing its short side cannot blow up."""
+    h, w = image.shape[:2]
+    if h > MAX_ASPECT * w:
+        top = (h - MAX_ASPECT * w) // 2
+        return image[top:top + MAX_ASPECT * w]
+    if w > MAX_ASPECT * h:
+        left = (w - MAX_ASPECT * h) // 2
+        return image[:, left:left + MAX_ASPECT * h]
+    return image
+
+
 def build_transform(load_size: int, crop_size: int, resize: bool = True, crop: bool = True,
                     flip: bool = True, train: bool = True) -> A.Compose:
-    """resize (shorter side to load_size, keeps aspect) -> random/centre crop -> horizontal flip.
+    """resize (shorter side to load_size, keeps aspect) -> random/centre crop -> horizontal flip; strips longer
+    than MAX_ASPECT:1 are centre-cropped to it first.
 
     For evaluation (train=False) the shorter side goes straight to crop_size and the centre is kept.
     """
-    steps: list = []
+    steps: list = [A.Lambda(image=limit_aspect, name="limit_aspect")]
     if not train:
         steps += [A.SmallestMaxSize(max_size=crop_size), A.CenterCrop(crop_size, crop_size)]
         return A.Compose(steps)

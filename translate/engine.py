@@ -39,6 +39,13 @@ def cpu_has_bf16() -> bool:
         return False
 
 
+def _has_images(folder: Path) -> bool:
+    try:
+        return bool(list_images(folder))
+    except DataError:
+        return False
+
+
 @dataclass
 class Domains:
     """Training files of each domain, fixed sample files, and the domains' names."""
@@ -55,7 +62,7 @@ class Domains:
             if not root.is_dir():
                 raise DataError(f"{root}: dataset root not found")
             train_a, train_b = list_images(root / "trainA"), list_images(root / "trainB")
-            test_a, test_b = (list_images(root / t) if (root / t).is_dir() else [] for t in ("testA", "testB"))
+            test_a, test_b = (list_images(root / t) if _has_images(root / t) else [] for t in ("testA", "testB"))
             return cls(train_a, train_b, test_a or train_a, test_b or train_b, ("A", "B"))
         if data.data_a and data.data_b:
             folder_a, folder_b = Path(data.data_a), Path(data.data_b)
@@ -107,6 +114,7 @@ class ImagePool:
         self.images = [x.to(device) for x in state["images"]]
 
 
+SAVE_RETRY_WAIT_S = 10
 MAX_ROLLBACKS = 5  # then the run stops: halving the LR again and again will not fix it
 
 
@@ -127,6 +135,9 @@ class Trainer:
         t = cfg.train
         if t.adversarial not in losses.ADVERSARIAL:
             raise ValueError(f"unknown adversarial loss {t.adversarial!r}")
+        if cfg.model.channels != 3:
+            raise ValueError(f"--channels {cfg.model.channels}: training images are loaded as RGB, so the nets "
+                             "take 3 channels")
         if cfg.data.crop_size % 4:
             raise ValueError(f"--crop-size {cfg.data.crop_size} must be divisible by 4")
         self.device = resolve_device(t.device)
@@ -257,6 +268,8 @@ class Trainer:
                         losses.recon_loss(t.recon_loss, self.g_ba(real_a).float(), real_a)
                         + losses.recon_loss(t.recon_loss, self.g_ab(real_b).float(), real_b))
                 loss_g = adv_a + adv_b + cycle + identity + t.feature_matching * (fm_a + fm_b)
+            if self.device.type == "cpu" and not torch.isfinite(loss_g):  # free on CPU; on CUDA at log/save
+                raise NonFiniteError(f"non-finite generator loss at step {self.step_count + 1}")
             self.opt_g.zero_grad(set_to_none=True)
             loss_g.backward()
             distributed.average_gradients(self.params_g, self.world)
@@ -268,6 +281,8 @@ class Trainer:
             with self._autocast():
                 loss_da, real_score_a, fake_score_a = self._d_loss(self.d_a, real_a, pooled_a)
                 loss_db, real_score_b, fake_score_b = self._d_loss(self.d_b, real_b, pooled_b)
+            if self.device.type == "cpu" and not torch.isfinite(loss_da + loss_db):
+                raise NonFiniteError(f"non-finite discriminator loss at step {self.step_count + 1}")
             self.opt_d.zero_grad(set_to_none=True)
             (loss_da + loss_db).backward()
             distributed.average_gradients(self.params_d, self.world)
@@ -373,12 +388,18 @@ class Trainer:
         """Resume state and model export, each written atomically; a poisoned state is never written."""
         if not self.weights_finite():
             raise NonFiniteError(f"non-finite weights at step {self.step_count}")
-        try:
-            save_state(self.state_path, self.state_dict())
-            self.export(self.run_dir / "model.safetensors")
-        except OSError as exc:
-            raise SaveError(f"could not save the checkpoint in {self.run_dir} at step {self.step_count}: "
-                            f"{exc.strerror or exc}; the previous checkpoint is intact") from exc
+        for attempt in range(self.cfg.train.save_retries + 1):
+            try:
+                save_state(self.state_path, self.state_dict())
+                self.export(self.run_dir / "model.safetensors")
+                return
+            except OSError as exc:
+                message = (f"could not save the checkpoint in {self.run_dir} at step {self.step_count}: "
+                           f"{exc.strerror or exc}; the previous checkpoint is intact")
+                if attempt == self.cfg.train.save_retries:
+                    raise SaveError(message) from exc
+                warnings.warn(f"{message}; retrying in {SAVE_RETRY_WAIT_S} s", stacklevel=2)
+                time.sleep(SAVE_RETRY_WAIT_S)
 
     def resume(self) -> None:
         if not self.state_path.is_file():

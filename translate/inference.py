@@ -42,6 +42,12 @@ class PadToMultiple(nn.Module):
         return self.net(F.pad(x, (0, pad_w, 0, pad_h), mode=mode))[..., :h, :w]
 
 
+def first_problem(exc: Exception) -> str:
+    """The first specific line of a load_state_dict error (its full text lists every mismatched tensor)."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return lines[1] if len(lines) > 1 else str(exc)
+
+
 def size_rule(model: ModelConfig) -> tuple[int, int]:
     """(multiple, minimum) a generator's input H and W must be: the ResNet's residual blocks see 1/4 of the
     image and reflect-pad it by 1, so it needs at least 8 px."""
@@ -138,15 +144,17 @@ class Translator:
         if set(nets_state) != {"g_ab", "g_ba"} or "model" not in meta:
             raise ArtifactError(f"{path}: expected generators g_ab and g_ba with a model config")
         dev = resolve_device(device)
-        model = ModelConfig(**meta["model"])
-        generators = {}
-        for name, state in nets_state.items():
-            net = build_generator(model)
+        try:
+            generators = {name: build_generator(ModelConfig(**meta["model"])) for name in nets_state}
+        except (TypeError, ValueError, RuntimeError) as exc:
+            raise ArtifactError(f"{path}: the model config in its metadata is invalid ({exc})") from None
+        for name, net in generators.items():
             try:
-                net.load_state_dict({k: v.float() for k, v in state.items()})
+                net.load_state_dict({k: v.float() for k, v in nets_state[name].items()})
             except RuntimeError as exc:
-                raise ArtifactError(f"{path}: weights do not fit the model in its metadata ({exc})") from None
-            generators[name] = net.to(dev).eval()
+                raise ArtifactError(f"{path}: weights do not fit the model in its metadata "
+                                    f"({first_problem(exc)})") from None
+            net.to(dev).eval()
         if precision == "auto":
             precision = "bf16" if dev.type == "cuda" or (dev.type == "cpu" and cpu_has_bf16()) else "fp32"
         return cls(generators, meta, dev, precision)
@@ -154,6 +162,13 @@ class Translator:
     @property
     def domains(self) -> tuple[str, str]:
         return tuple(self.meta.get("domains", ("A", "B")))
+
+    def require_rgb(self, source: str | Path) -> None:
+        """ArtifactError naming `source` unless the model takes RGB: pictures are always translated as RGB."""
+        channels = self.meta["model"].get("channels", 3)
+        if channels != 3:
+            raise ArtifactError(f"{source}: a {channels}-channel model; only RGB (3-channel) models translate "
+                                "images")
 
     def net(self, direction: str) -> nn.Module:
         """The padded generator of a direction (a2b or b2a)."""

@@ -82,6 +82,7 @@ def convert_generator(state: dict, path: str | Path = "generator"):
 def convert(g_a: str | Path, g_b: str | Path, out: str | Path, domains=("A", "B"), image_size: int = 256) -> dict:
     """Write both reference generators as one artifact; returns its metadata."""
     from .checkpoint import export_model
+    from .inference import first_problem
     from .nets import build_generator
     nets, models = {}, []
     for name, path in (("g_ab", g_a), ("g_ba", g_b)):
@@ -90,7 +91,8 @@ def convert(g_a: str | Path, g_b: str | Path, out: str | Path, domains=("A", "B"
         try:
             net.load_state_dict(state)
         except RuntimeError as exc:
-            raise ValueError(f"{path}: weights do not fit a reference ResnetGenerator ({exc})") from None
+            raise ValueError(f"{path}: weights do not fit a reference ResnetGenerator ({first_problem(exc)})") \
+                from None
         nets[name] = net
         models.append(model)
     if models[0] != models[1]:
