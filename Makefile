@@ -1,4 +1,5 @@
-# Two set-up commands: `make demo` and `make test`. Both create .venv from the pinned requirements.txt if missing.
+# The two set-up commands: `make demo` (the Gradio app with the shipped demo models) and `make test`.
+# Both create .venv from the pinned requirements.txt if it is missing.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -13,10 +14,7 @@ $(STAMP): requirements.txt pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/translate train --data datasets/emoji-style --name demo-emoji-style --load-size 64 \
-		--crop-size 64 --no-crop --ngf 32 --ndf 32 --n-blocks 6 --batch-size 4 --max-steps 300 \
-		--sample-every 100 --log-every 20 --save-every 100
-	@echo "sample grids: runs/demo-emoji-style/samples/"
+	$(PY) app.py --checkpoints checkpoints
 
 test: $(STAMP) chromium
 	$(PY) -m pytest -q
