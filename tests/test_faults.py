@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -51,19 +52,31 @@ def test_nan_with_on_nan_stop_never_saves_a_poisoned_state(toy_root, tmp_path):
     assert all(torch.isfinite(v).all() for v in state["nets"]["g_ab"].values())
 
 
-def test_failed_save_keeps_the_previous_checkpoint(toy_root, tmp_path, monkeypatch, capsys):
+def _disk_full_for_state(monkeypatch, fail_on):
+    """Make the n-th writes of the resume state fail as a full disk would: after the temporary file is written,
+    at its fsync."""
     import translate.checkpoint as checkpoint
+    real, writes = checkpoint.atomic_write, []
+
+    def no_space(fd):
+        raise OSError(28, "No space left on device")
+
+    def atomic_write(path, data):
+        if Path(path).name == "last.pt":
+            writes.append(path)
+            if len(writes) in fail_on:
+                with monkeypatch.context() as m:
+                    m.setattr(checkpoint.os, "fsync", no_space)
+                    return real(path, data)
+        return real(path, data)
+    monkeypatch.setattr(checkpoint, "atomic_write", atomic_write)
+
+
+def test_failed_save_keeps_the_previous_checkpoint(toy_root, tmp_path, monkeypatch, capsys):
     args = ["train", "--data", str(toy_root), "--runs-dir", str(tmp_path), "--name", "full", "--ngf", "8",
             "--n-blocks", "1", "--ndf", "8", "--load-size", "32", "--crop-size", "32", "--workers", "0",
             "--max-steps", "6", "--save-every", "3", "--device", "cpu"]
-    real_fsync, calls = os.fsync, []
-
-    def disk_full_on_second_save(fd):
-        calls.append(fd)
-        if len(calls) > 4:  # state + model + their folder syncs of the first save pass
-            raise OSError(28, "No space left on device")
-        real_fsync(fd)
-    monkeypatch.setattr(checkpoint.os, "fsync", disk_full_on_second_save)
+    _disk_full_for_state(monkeypatch, fail_on={2})
     assert main(args) == 1
     err = capsys.readouterr().err
     assert "No space left on device" in err and "previous checkpoint is intact" in err
@@ -72,16 +85,8 @@ def test_failed_save_keeps_the_previous_checkpoint(toy_root, tmp_path, monkeypat
 
 
 def test_failed_save_is_retried_when_configured(toy_root, tmp_path, monkeypatch):
-    import translate.checkpoint as checkpoint
     import translate.engine as engine
-    real_fsync, calls = os.fsync, []
-
-    def fails_once(fd):
-        calls.append(fd)
-        if len(calls) == 1:
-            raise OSError(28, "No space left on device")
-        real_fsync(fd)
-    monkeypatch.setattr(checkpoint.os, "fsync", fails_once)
+    _disk_full_for_state(monkeypatch, fail_on={1})
     monkeypatch.setattr(engine, "SAVE_RETRY_WAIT_S", 0)
     trainer = Trainer(tiny_config(data=str(toy_root), max_steps=2, save_retries=1), tmp_path / "run")
     with pytest.warns(UserWarning, match="No space left on device; .*retrying"):

@@ -54,7 +54,7 @@ def save_state(path: str | Path, state: dict) -> None:
     atomic_write(path, buffer.getvalue())
 
 
-STATE_KEYS = ("step", "nets", "ema", "optim", "sched", "pools", "rng", "bad_files")
+STATE_KEYS = ("step", "nets", "ema", "optim", "sched", "pools", "rng", "bad_files", "monitor")
 
 
 class StateError(ValueError):

@@ -15,7 +15,7 @@ RUN_ERRORS = (SaveError, FloatingPointError)  # a failed checkpoint write, a run
 # Modules that add a subcommand: each has `add_parser(subparsers)` and sets `func` on its parser.
 # They import their heavy dependencies inside the command, so `translate --help` stays fast.
 SUBCOMMAND_MODULES: tuple[str, ...] = ("translate.dataset_tools", "translate.apply", "translate.export",
-                                         "translate.reference")
+                                         "translate.reference", "translate.evaluate")
 
 
 def _train_parser(sub) -> None:
@@ -63,7 +63,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(f"stopped; continue with: translate train --resume --name {cfg.train.name} "
               f"--runs-dir {cfg.train.runs_dir}", file=sys.stderr)
         return 130
-    print(f"done: {run_dir / 'model.safetensors'}  samples: {run_dir / 'samples'}")
+    print(f"done: {run_dir / 'model.safetensors'}  samples: {run_dir / 'samples'}  report: {run_dir / 'report.html'}")
     return 0
 
 

@@ -19,6 +19,8 @@ from tqdm.auto import tqdm
 from . import distributed, losses
 from .checkpoint import SaveError, export_model, load_state, save_state
 from .config import Config
+from .monitor import Monitor
+from .report import write_report
 from .data import (DataError, UnpairedBatches, UnpairedDataset, build_transform, collate, list_images, load_rgb,
                    scan, to_tensor)
 from .nets import build_discriminator, build_generator
@@ -174,6 +176,7 @@ class Trainer:
         self.total_steps = t.max_steps if t.max_steps is not None else t.epochs * self.batches().steps_per_epoch
         self.sched_g = torch.optim.lr_scheduler.LambdaLR(self.opt_g, self._lr_factor)
         self.sched_d = torch.optim.lr_scheduler.LambdaLR(self.opt_d, self._lr_factor)
+        self.monitor = Monitor(cfg)
 
     # --- set-up -----------------------------------------------------------------------------------------------
     def _optimizer(self, params: list, lr: float) -> torch.optim.Optimizer:
@@ -358,6 +361,7 @@ class Trainer:
             "pools": {"a": self.pool_a.state_dict(), "b": self.pool_b.state_dict()},
             "rng": rng,
             "bad_files": self.bad_files,
+            "monitor": self.monitor.state_dict(),
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -375,6 +379,7 @@ class Trainer:
         if "cuda" in state["rng"] and self.device.type == "cuda":
             torch.cuda.set_rng_state(state["rng"]["cuda"], self.device)
         self.bad_files.update(state["bad_files"])
+        self.monitor.load_state_dict(state["monitor"])
         self.step_count = state["step"]
 
     @property
@@ -501,23 +506,39 @@ class Trainer:
                                "lr_g": self.opt_g.param_groups[0]["lr"], "lr_d": self.opt_d.param_groups[0]["lr"],
                                "images_per_s": n * t.batch_size * self.world.world_size / elapsed,
                                "step_time_s": elapsed / n}
+                    if main:
+                        self._check_health(s, metrics, bar, writer)
                     if not all(math.isfinite(v) for v in metrics.values()):  # checked before every save too
                         raise NonFiniteError(f"non-finite loss between steps {tick_step} and {s}")
                     if main:
-                        log_file.write(json.dumps(metrics) + "\n")
+                        log_file.write(json.dumps({**metrics, "findings": sorted(self.monitor.active)}) + "\n")
                         log_file.flush()
                         for k, v in metrics.items():
                             if k != "step":
                                 writer.add_scalar(k, v, s)
-                        bar.set_postfix({k: f"{metrics[k]:.3g}" for k in ("g_adv", "g_cycle", "d_a", "d_b")})
+                        bar.set_postfix({**{k: f"{metrics[k]:.3g}" for k in ("g_adv", "g_cycle", "d_a", "d_b")},
+                                         "health": ",".join(sorted(self.monitor.active)) or "ok"})
                     sums, tick, tick_step = {}, time.perf_counter(), s
                 if main and (s % t.sample_every == 0 or s == end):
                     self.write_samples(writer)
+                    try:
+                        write_report(self.run_dir)
+                    except OSError as exc:  # the report is a view; training goes on (a full disk stops the save)
+                        bar.write(f"could not write {self.run_dir / 'report.html'}: {exc.strerror or exc}")
                 if main and (s % t.save_every == 0 or s == end):
                     if not all(bool(torch.isfinite(v)) for v in sums.values()):
                         raise NonFiniteError(f"non-finite loss between steps {tick_step} and {s}")
                     self.save()
         return metrics
+
+    def _check_health(self, step: int, metrics: dict, bar, writer) -> None:
+        """Feed the monitor; each new finding goes to findings.jsonl, TensorBoard and the console."""
+        for finding in self.monitor.update(step, metrics, self.last_batch):
+            with (self.run_dir / "findings.jsonl").open("a") as f:
+                f.write(json.dumps({"step": step, **finding.to_dict()}) + "\n")
+            writer.add_text(f"findings/{finding.name}", f"since step {finding.since_step}: {finding.evidence}\n\n"
+                            + "\n".join(f"- `{r}`" for r in finding.remedies), step)
+            bar.write(f"health: {finding}\n  try: " + " | ".join(finding.remedies))
 
     def write_samples(self, writer=None) -> Path:
         from torchvision.utils import save_image

@@ -6,11 +6,12 @@ distance divided by sqrt(D)), so thresholds do not depend on the feature size.
   pixel_features           downsampled pixels: cheap, used for diversity and by the training monitor
   DomainEncoder            a small CNN the tool trains on real A vs real B (needs no download): its embedding
                            is the feature space for precision/recall, FID and KID; its head gives the domain score
-  load_inception           torchvision's Inception-v3 from a local weights file, never downloaded
+  InceptionFeatures        torchvision's Inception-v3 from a local weights file (find_inception), never downloaded
 """
 from __future__ import annotations
 
 import math
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -34,20 +35,24 @@ def distances(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 
 class DomainEncoder(nn.Module):
-    """Three stride-2 convs on 32 px images to a `dim`-d embedding, with a domain head (A = 0, B = 1) and a
-    linear decoder to 16 px: trained on both, the embedding keeps the content of an image, not only its domain."""
+    """Stride-2 convs (batch norm after the first) down to 4x4 from 32 px, or 64 px for images that large, then a
+    `dim`-d embedding, with a domain head (A = 0, B = 1) and a linear decoder to 16 px: trained on both, the
+    embedding keeps the content of an image, not only its domain."""
 
-    def __init__(self, dim: int = 64, channels: int = 3):
+    def __init__(self, resolution: int = 32, dim: int = 64, channels: int = 3):
         super().__init__()
-        self.body = nn.Sequential(
-            nn.Conv2d(channels, 32, 4, 2, 1), nn.LeakyReLU(0.2), nn.Conv2d(32, 64, 4, 2, 1), nn.LeakyReLU(0.2),
-            nn.Conv2d(64, 128, 4, 2, 1), nn.LeakyReLU(0.2), nn.Flatten(), nn.Linear(128 * 16, dim))
+        self.resolution = resolution
+        layers, c_in = [], channels
+        for i in range(int(math.log2(resolution // 4))):
+            c_out = min(32 * 2 ** i, 128)
+            layers += [nn.Conv2d(c_in, c_out, 4, 2, 1), *([nn.BatchNorm2d(c_out)] if i else []), nn.LeakyReLU(0.2)]
+            c_in = c_out
+        self.body = nn.Sequential(*layers, nn.Flatten(), nn.Linear(c_in * 16, dim))
         self.head = nn.Linear(dim, 2)
         self.decoder = nn.Linear(dim, channels * 16 * 16)
 
-    @staticmethod
-    def prepare(x: torch.Tensor) -> torch.Tensor:
-        return F.interpolate(x.float(), size=(32, 32), mode="area")
+    def prepare(self, x: torch.Tensor) -> torch.Tensor:
+        return F.interpolate(x.float(), size=(self.resolution, self.resolution), mode="area")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.body(self.prepare(x))
@@ -64,12 +69,13 @@ class DomainEncoder(nn.Module):
 
 def train_encoder(images_a: torch.Tensor, images_b: torch.Tensor, steps: int = 300, batch: int = 32,
                   seed: int = 0) -> DomainEncoder:
-    """Train a DomainEncoder on real images of both domains (with random flips); deterministic for a seed and
+    """Train a DomainEncoder on real images of both domains (with random flips); deterministic for a seed, and
     leaves the global RNG untouched."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        net = DomainEncoder(channels=images_a.shape[1])
-        data = torch.cat([DomainEncoder.prepare(images_a), DomainEncoder.prepare(images_b)])
+        resolution = 64 if min(images_a.shape[-1], images_b.shape[-1]) >= 64 else 32
+        net = DomainEncoder(resolution, channels=images_a.shape[1])
+        data = torch.cat([net.prepare(images_a), net.prepare(images_b)])
         labels = torch.cat([torch.zeros(len(images_a)), torch.ones(len(images_b))]).long()
         # Sample each domain equally often, whatever the folder sizes.
         weights = torch.cat([torch.full((len(images_a),), 1 / len(images_a)),
@@ -78,8 +84,7 @@ def train_encoder(images_a: torch.Tensor, images_b: torch.Tensor, steps: int = 3
         for _ in range(steps):
             idx = torch.multinomial(weights, batch, replacement=True)
             x = data[idx]
-            flip = torch.rand(batch) < 0.5
-            x = torch.where(flip[:, None, None, None], x.flip(3), x)
+            x = torch.where((torch.rand(batch) < 0.5)[:, None, None, None], x.flip(3), x)
             z = net.body(x)
             loss = (F.cross_entropy(net.head(z), labels[idx])
                     + F.mse_loss(net.decoder(z), F.adaptive_avg_pool2d(x, 16).flatten(1)))
@@ -150,14 +155,17 @@ def precision_recall(real: torch.Tensor, fake: torch.Tensor, k: int = 3) -> tupl
 
 # --- distribution distances ----------------------------------------------------------------------------------------
 def fid(real: torch.Tensor, fake: torch.Tensor) -> float:
-    """Fréchet distance between Gaussians fitted to two feature sets (Heusel et al. 2017)."""
+    """Fréchet distance between Gaussians fitted to two feature sets (Heusel et al. 2017). With no more
+    samples than dimensions the covariances are singular and the estimate is biased: prefer KID then."""
     x, y = real.double().numpy(), fake.double().numpy()
     mu1, mu2 = x.mean(0), y.mean(0)
     s1, s2 = np.atleast_2d(np.cov(x, rowvar=False)), np.atleast_2d(np.cov(y, rowvar=False))
-    covmean = scipy.linalg.sqrtm(s1 @ s2)
-    if not np.isfinite(covmean).all():  # singular product: regularise, as the reference implementation does
-        eps = np.eye(len(s1)) * 1e-6
-        covmean = scipy.linalg.sqrtm((s1 + eps) @ (s2 + eps))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", scipy.linalg.LinAlgWarning)
+        covmean = scipy.linalg.sqrtm(s1 @ s2)
+        if not np.isfinite(covmean).all():  # regularise, as the reference implementation does
+            eps = np.eye(len(s1)) * 1e-6
+            covmean = scipy.linalg.sqrtm((s1 + eps) @ (s2 + eps))
     return float(((mu1 - mu2) ** 2).sum() + np.trace(s1) + np.trace(s2) - 2 * np.trace(covmean.real))
 
 
@@ -185,11 +193,13 @@ def kid(real: torch.Tensor, fake: torch.Tensor, subset_size: int = 1000, subsets
 
 # --- paired and classifier metrics ---------------------------------------------------------------------------------
 def paired_metrics(output: torch.Tensor, target: torch.Tensor) -> dict[str, float]:
-    """Mean L1, PSNR (dB) and SSIM per image pair, on the [0, 1] scale."""
+    """Mean L1, PSNR (dB; identical images count as 100 dB, so JSON stays finite) and SSIM per image pair,
+    on the [0, 1] scale."""
     from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
     x, y = output.float().add(1).div(2).clamp(0, 1), target.float().add(1).div(2).clamp(0, 1)
     return {"l1": float((x - y).abs().mean()),
-            "psnr": float(peak_signal_noise_ratio(x, y, data_range=1.0, dim=(1, 2, 3))),
+            "psnr": float(peak_signal_noise_ratio(x, y, data_range=1.0, dim=(1, 2, 3), reduction="none")
+                          .clamp(max=100.0).mean()),
             "ssim": float(structural_similarity_index_measure(x, y, data_range=1.0))}
 
 

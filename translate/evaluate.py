@@ -1,0 +1,211 @@
+"""`translate eval MODEL --data ROOT`: a trained model's translations of testA/testB, measured.
+
+Per direction: the domain-classifier score, FID / KID and k-NN precision / recall in the feature space of a small
+encoder trained here on real trainA vs trainB (always available), FID / KID with Inception-v3 when its weights are
+on disk, output diversity and near-duplicates, and L1 / PSNR / SSIM against ground truth where testA and testB
+hold files of the same name. The first column is the do-nothing baseline (input unchanged): a model that works
+beats it. `--compare` puts more runs side by side, measured with the same encoder. Read the domain score next to
+KID and recall: outputs unlike both domains can still land on the target's side of the classifier.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import warnings
+from pathlib import Path
+
+DIRECTIONS = {"a2b": ("A", "B"), "b2a": ("B", "A")}
+# (key, label, which way is better): the table's rows, in order.
+ROWS = [("domain_score", "domain score: share classified as target", "↑"),
+        ("fid_encoder", "FID, encoder features", "↓"), ("kid_encoder", "KID, encoder features", "↓"),
+        ("fid_inception", "FID, Inception", "↓"), ("kid_inception", "KID, Inception", "↓"),
+        ("precision", "precision: k-NN realism", "↑"), ("recall", "recall: k-NN coverage", "↑"),
+        ("diversity", "diversity: output / input", "≈1"), ("near_duplicates", "near-duplicate share", "↓"),
+        ("l1", "paired L1, 0-1 scale", "↓"), ("psnr", "paired PSNR, dB", "↑"), ("ssim", "paired SSIM", "↑")]
+BASELINE = "input unchanged"
+
+
+def load_folder(folder: Path, size: int, keep: int | None = None) -> tuple[list[str], "torch.Tensor"]:
+    """(file stems, NCHW tensor in [-1, 1]) of a folder's images, resized and centre-cropped to size (then
+    area-downsampled to `keep` px, to hold many); unreadable files are skipped with a warning."""
+    import torch
+    import torch.nn.functional as F
+    from .data import DataError, build_transform, list_images, load_rgb, to_tensor
+    transform = build_transform(size, size, train=False)
+    names, images = [], []
+    for path in list_images(folder):
+        try:
+            image = to_tensor(transform(image=load_rgb(path))["image"])
+        except DataError as exc:
+            warnings.warn(f"skipping {exc}", stacklevel=2)
+            continue
+        images.append(F.interpolate(image[None], size=(keep, keep), mode="area")[0] if keep else image)
+        names.append(path.stem)
+    if not images:
+        raise DataError(f"{folder}: no readable image")
+    return names, torch.stack(images)
+
+
+def _split(root: Path, split: str, size: int, keep: int | None = None) -> dict:
+    folders = {d: root / f"{split}{d}" for d in "AB"}
+    return {d: load_folder(f, size, keep) if f.is_dir() else None for d, f in folders.items()}
+
+
+class Judge:
+    """Everything the models are measured against: real test images, the trained encoder, Inception features."""
+
+    def __init__(self, root: str | Path, size: int, inception: str | Path | None = None, encoder_steps: int = 300,
+                 log=print):
+        from . import metrics
+        from .data import DataError
+        root = Path(root)
+        if not root.is_dir():
+            raise DataError(f"{root}: dataset root not found")
+        weights = metrics.find_inception(inception)
+        if inception and weights is None:
+            raise FileNotFoundError(f"{inception}: no Inception-v3 weights file there")
+        self.root, self.size, self.notes = root, size, []
+        test = _split(root, "test", size)
+        if not (test["A"] and test["B"]):
+            test = _split(root, "train", size)
+            if not (test["A"] and test["B"]):
+                raise DataError(f"{root}: needs testA/ and testB/ (or trainA/ and trainB/)")
+            self.notes.append("no testA/testB: measured on the training images")
+        self.test = test
+        train = _split(root, "train", size, min(size, 64))  # the encoder sees at most 64 px
+        fit = train if train["A"] and train["B"] else test
+        log(f"training the feature encoder on {len(fit['A'][1])} A and {len(fit['B'][1])} B images...")
+        self.encoder = metrics.train_encoder(fit["A"][1], fit["B"][1], steps=encoder_steps)
+        self.inception = metrics.InceptionFeatures(weights) if weights else None
+        if self.inception is None:
+            self.notes.append(f"FID/KID with Inception skipped: no weights file {metrics.INCEPTION_FILE} in the "
+                              "torch hub cache (nothing is downloaded); pass --inception PATH to use a local copy")
+        else:
+            self.notes.append(f"Inception-v3 weights: {weights} (torchvision's; comparable between runs here, not "
+                              "with FIDs published from the TensorFlow graph)")
+        self._features = {d: self.features(test[d][1]) for d in "AB"}
+        self.accuracy = {"A": float((self._features["A"]["prob_b"] <= 0.5).double().mean()),
+                         "B": float((self._features["B"]["prob_b"] > 0.5).double().mean())}
+        self.notes.append(f"domain classifier accuracy on real test images: A {self.accuracy['A']:.0%}, "
+                          f"B {self.accuracy['B']:.0%}")
+        n = min(len(test["A"][1]), len(test["B"][1]))
+        dims = max(f.shape[1] for k, f in self._features["A"].items() if k in ("encoder", "inception"))
+        if n <= dims:
+            self.notes.append(f"FID from {n} images in up to {dims} feature dimensions is biased upwards; "
+                              "compare runs by KID, which is unbiased")
+
+    def features(self, x) -> dict:
+        from .metrics import pixel_features
+        out = {"encoder": self.encoder.embed(x), "pixels": pixel_features(x, 16), "prob_b": self.encoder.prob_b(x)}
+        if self.inception is not None:
+            out["inception"] = self.inception(x)
+        return out
+
+    def measure(self, src: str, outputs) -> dict:
+        """Metrics of `outputs` (translations of test[src], in its order) against the other domain."""
+        from . import metrics
+        tgt = "B" if src == "A" else "A"
+        out_f, in_f, tgt_f = self.features(outputs), self._features[src], self._features[tgt]
+        result = {"n_inputs": len(outputs), "n_targets": len(self.test[tgt][1])}
+        prob_target = out_f["prob_b"] if tgt == "B" else 1 - out_f["prob_b"]
+        result["domain_score"] = metrics.domain_score(prob_target)
+        for space in ("encoder", "inception"):
+            if space in out_f:
+                result[f"fid_{space}"] = metrics.fid(tgt_f[space], out_f[space])
+                result[f"kid_{space}"] = metrics.kid(tgt_f[space], out_f[space])[0]
+        result["precision"], result["recall"] = metrics.precision_recall(tgt_f["encoder"], out_f["encoder"])
+        in_div = metrics.mean_pairwise_distance(in_f["pixels"])
+        result["diversity"] = metrics.mean_pairwise_distance(out_f["pixels"]) / max(in_div, 1e-12)
+        result["near_duplicates"] = metrics.near_duplicate_rate(out_f["pixels"], 0.1 * in_div)
+        names_src, names_tgt = self.test[src][0], self.test[tgt][0]
+        index = {n: i for i, n in enumerate(names_tgt)}
+        pairs = [(i, index[n]) for i, n in enumerate(names_src) if n in index]
+        if pairs:
+            i, j = zip(*pairs)
+            result.update(metrics.paired_metrics(outputs[list(i)], self.test[tgt][1][list(j)]), n_pairs=len(pairs))
+        return result
+
+
+def model_path(run_or_model: str | Path) -> Path:
+    path = Path(run_or_model)
+    return path / "model.safetensors" if path.is_dir() else path
+
+
+def evaluate(models: list[str | Path], root: str | Path, directions: tuple[str, ...] = ("a2b", "b2a"),
+             inception: str | Path | None = None, encoder_steps: int = 300, device: str = "cpu", log=print) -> dict:
+    """Measure each model (and the do-nothing baseline) on root's test images; returns the JSON-able results."""
+    import torch
+    from .inference import Translator
+    translators = [(model_path(m), Translator.from_file(model_path(m), device=device)) for m in models]
+    size = translators[0][1].meta["image_size"]
+    judge = Judge(root, size, inception, encoder_steps, log)
+    runs = [{"name": BASELINE, "model": None,
+             "results": {d: judge.measure(DIRECTIONS[d][0], judge.test[DIRECTIONS[d][0]][1]) for d in directions}}]
+    for path, translator in translators:
+        log(f"translating with {path}...")
+        results = {}
+        for d in directions:
+            x = judge.test[DIRECTIONS[d][0]][1]
+            outputs = torch.cat([translator.translate_tensor(x[i:i + 32], d).float().cpu()
+                                 for i in range(0, len(x), 32)])
+            results[d] = judge.measure(DIRECTIONS[d][0], outputs)
+        name = path.parent.name if path.name == "model.safetensors" else path.stem
+        runs.append({"name": name, "model": str(path), "recipe": translator.meta.get("recipe"),
+                     "steps": translator.meta.get("steps"), "results": results})
+    return {"data": str(root), "image_size": size, "directions": list(directions), "runs": runs,
+            "classifier_accuracy": judge.accuracy, "inception": judge.inception is not None, "notes": judge.notes}
+
+
+def _fmt(value) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.3f}" if abs(value) < 1000 else f"{value:.4g}"
+
+
+def table_rows(results: dict) -> list[list[str]]:
+    """The comparison table: a header row, then one row per metric present; columns are run / direction."""
+    columns = [(run["name"], d) for run in results["runs"] for d in results["directions"]]
+    cells = {(run["name"], d): run["results"][d] for run in results["runs"] for d in results["directions"]}
+    rows = [["metric", *(f"{name} {d}" for name, d in columns)]]
+    for key, label, better in ROWS:
+        if any(key in cells[c] for c in columns):
+            rows.append([f"{label} {better}", *(_fmt(cells[c].get(key)) for c in columns)])
+    return rows
+
+
+def format_table(results: dict) -> str:
+    rows = table_rows(results)
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths)))
+             for row in rows]
+    lines.insert(1, "-" * len(lines[0]))
+    return "\n".join(lines + [f"note: {n}" for n in results["notes"]])
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    directions = ("a2b", "b2a") if args.direction == "both" else (args.direction,)
+    models = [args.model, *args.compare]
+    results = evaluate(models, args.data, directions, args.inception, args.encoder_steps, args.device,
+                       log=lambda m: print(m, file=sys.stderr))
+    print(format_table(results))
+    out = Path(args.out) if args.out else model_path(args.model).parent / "eval.json"
+    out.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"results: {out}")
+    return 0
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("eval", help="measure a trained model on a dataset's test images",
+                       description=__doc__.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("model", help="model.safetensors, or a run folder holding one")
+    p.add_argument("--data", required=True, help="dataset root with testA/ testB/ (trainA/ trainB/ train the "
+                                                 "feature encoder)")
+    p.add_argument("--direction", choices=("a2b", "b2a", "both"), default="both")
+    p.add_argument("--out", help="JSON results (default: eval.json next to the model, which the run's report shows)")
+    p.add_argument("--compare", nargs="+", default=[], metavar="RUN_OR_MODEL", help="more runs to put side by side")
+    p.add_argument("--inception", metavar="PATH", help="Inception-v3 weights (torchvision's "
+                   "inception_v3_google-0cc3c7bd.pth); default: the torch hub cache, if there. Never downloaded")
+    p.add_argument("--encoder-steps", type=int, default=300, help="training steps of the feature encoder")
+    p.add_argument("--device", default="auto", help="cuda | cpu | auto")
+    p.set_defaults(func=cmd_eval)

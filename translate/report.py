@@ -1,0 +1,156 @@
+"""`runs/NAME/report.html`: loss curves, samples over time, the monitor's findings with remedies and the evaluation
+table, in one self-contained page (inline CSS, images referenced relative to the run folder) that opens offline."""
+from __future__ import annotations
+
+import html
+import json
+from pathlib import Path
+
+from .checkpoint import atomic_write
+from .losses import WASSERSTEIN
+from .monitor import BALANCE, SIGNATURES
+
+MAX_SAMPLES = 8  # sample grids shown, evenly spaced over the run (first and last included)
+CSS = """
+body{font:15px/1.45 system-ui,sans-serif;margin:2em auto;max-width:1100px;padding:0 1em;color:#222}
+h1{font-size:1.6em;margin-bottom:.2em} h2{margin-top:1.6em;border-bottom:1px solid #ddd}
+.muted{color:#666} .ok{background:#e6f4ea;border-left:5px solid #2e7d32}
+.bad{background:#fdecea;border-left:5px solid #c62828}
+.status{padding:.7em 1em;margin:1em 0} .finding{padding:.6em 1em;margin:.8em 0}
+.finding h3{margin:.1em 0} code{background:#f3f3f3;padding:0 .25em}
+table{border-collapse:collapse;margin:.5em 0} td,th{border:1px solid #ccc;padding:.25em .6em;text-align:right}
+th:first-child,td:first-child{text-align:left} img{max-width:100%}
+figure{display:inline-block;margin:.4em;vertical-align:top} figcaption{text-align:center;color:#555}
+"""
+
+
+def _read_jsonl(path: Path) -> list[dict]:
+    if not path.is_file():
+        return []
+    rows = []
+    for line in path.read_text().splitlines():
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:  # a line being written while we read
+            continue
+    return rows
+
+
+def plot_losses(metrics: list[dict], findings: list[dict], adversarial: str, path: Path) -> None:
+    """Four panels: adversarial losses (with chance levels), reconstruction losses, D's mean outputs (the
+    critic's estimate for Wasserstein losses), learning rates; dotted lines where findings were raised."""
+    from matplotlib.figure import Figure  # no pyplot: no global backend or figure state
+
+    steps = [m["step"] for m in metrics]
+    fig = Figure(figsize=(11, 6.5), layout="tight")
+    axes = fig.subplots(2, 2, sharex=True)
+
+    def curves(ax, keys, title):
+        for key in keys:
+            if any(key in m for m in metrics):
+                ax.plot(steps, [m.get(key, float("nan")) for m in metrics], label=key)
+        ax.set_title(title)
+        ax.grid(alpha=0.3)
+
+    curves(axes[0, 0], ("g_adv", "d_a", "d_b"), "adversarial losses")
+    if adversarial in BALANCE:
+        d_eq, g_eq = BALANCE[adversarial]
+        axes[0, 0].axhline(d_eq, color="grey", ls="--", lw=0.8, label="D at chance")
+        axes[0, 0].axhline(2 * g_eq, color="grey", ls=":", lw=0.8, label="G (both) at chance")
+    curves(axes[0, 1], ("g_cycle", "g_identity", "g_fm"), "reconstruction losses")
+    if adversarial in WASSERSTEIN:
+        axes[1, 0].plot(steps, [m["d_real"] - m["d_fake"] for m in metrics], label="critic estimate")
+        axes[1, 0].set_title("Wasserstein estimate (falls as the generator improves)")
+        axes[1, 0].grid(alpha=0.3)
+    else:
+        curves(axes[1, 0], ("d_real", "d_fake"), "mean D output on real / fake")
+    curves(axes[1, 1], ("lr_g", "lr_d"), "learning rates")
+    axes[1, 1].ticklabel_format(axis="y", style="sci", scilimits=(-3, 4), useOffset=False)
+    for ax in axes.flat:
+        for f in findings:
+            ax.axvline(f["since_step"], color="#c62828", ls=":", lw=1)
+        if ax.lines:
+            ax.legend(fontsize=8)
+    for f in findings:
+        axes[0, 0].annotate(f["name"], (f["since_step"], 1), xycoords=("data", "axes fraction"), rotation=90,
+                            va="top", ha="right", fontsize=8, color="#c62828",
+                            bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.8, "pad": 1})
+    for ax in axes[1]:
+        ax.set_xlabel("step")
+    fig.savefig(path, dpi=90)
+
+
+def _caption(path: Path) -> str:
+    """'step_0000500.png' -> 'step 500'."""
+    prefix, _, number = path.stem.rpartition("_")
+    return f"{prefix} {int(number)}" if number.isdigit() else path.stem
+
+
+def _findings_html(findings: list[dict], active: set[str] | None) -> str:
+    if not findings:
+        return '<div class="status ok">No finding: none of the known failure signatures appeared.</div>'
+    parts = []
+    for f in findings:
+        state = "" if active is None else (" (active)" if f["name"] in active else " (cleared since)")
+        remedies = "".join(f"<li><code>{html.escape(r)}</code></li>" for r in f["remedies"])
+        parts.append(f'<div class="finding bad"><h3>{html.escape(f["name"])}{state}, since step {f["since_step"]}'
+                     f'</h3><div class="muted">{html.escape(SIGNATURES.get(f["name"], ""))}</div>'
+                     f'<p>{html.escape(f["evidence"])}</p>Try:<ul>{remedies}</ul></div>')
+    return "".join(parts)
+
+
+def _eval_html(results: dict) -> str:
+    from .evaluate import table_rows
+    rows = table_rows(results)
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in rows[0])
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in rows[1:])
+    notes = "".join(f"<p class='muted'>{html.escape(n)}</p>" for n in results.get("notes", []))
+    return f"<table><tr>{head}</tr>{body}</table>{notes}"
+
+
+def write_report(run_dir: str | Path) -> Path:
+    """Build run_dir/report.html (and losses.png) from what the run folder holds now."""
+    run = Path(run_dir)
+    config = json.loads((run / "config.json").read_text()) if (run / "config.json").is_file() else {}
+    train = config.get("train", {})
+    metrics = _read_jsonl(run / "metrics.jsonl")
+    findings = _read_jsonl(run / "findings.jsonl")
+    active = set(metrics[-1]["findings"]) if metrics and "findings" in metrics[-1] else None
+
+    if findings:
+        status = ", ".join(sorted(active)) if active else "none now"
+        summary = (f'<div class="status bad">{len(findings)} finding(s) raised; active: {html.escape(status)}.'
+                   " Details and remedies below.</div>")
+    else:
+        summary = _findings_html([], active)
+    curves = ""
+    if metrics:
+        plot_losses(metrics, findings, train.get("adversarial", "lsgan"), run / "losses.png")
+        last = metrics[-1]
+        curves = (f'<img src="losses.png" alt="loss curves"><p class="muted">Last log: step {last["step"]}'
+                  + (f', {last["images_per_s"]:.1f} images/s' if "images_per_s" in last else "") + ".</p>")
+    samples = sorted((run / "samples").glob("*.png"))
+    if len(samples) > MAX_SAMPLES:
+        samples = [samples[round(i * (len(samples) - 1) / (MAX_SAMPLES - 1))] for i in range(MAX_SAMPLES)]
+    grids = "".join(f'<figure><img src="samples/{html.escape(p.name)}" alt="{html.escape(p.stem)}" width="420">'
+                    f'<figcaption>{html.escape(_caption(p))}</figcaption></figure>' for p in samples)
+    evaluation = ""
+    if (run / "eval.json").is_file():
+        evaluation = "<h2>Evaluation</h2>" + _eval_html(json.loads((run / "eval.json").read_text()))
+    settings = ", ".join(f"{k} {train[k]}" for k in ("recipe", "adversarial", "lr_g", "lr_d", "d_steps", "g_steps",
+                                                      "batch_size", "max_steps") if k in train)
+    page = f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>{html.escape(run.name)}: training report</title>
+<style>{CSS}</style></head><body>
+<h1>{html.escape(run.name)}</h1><div class="muted">{html.escape(settings)}</div>
+<h2>Health</h2>{summary}{_findings_html(findings, active) if findings else ""}
+<h2>Losses</h2>{curves or '<p class="muted">No metrics logged yet.</p>'}
+<p class="muted">GAN losses do not converge like supervised ones; judge the run by the findings above, the
+samples below and the evaluation, not by a falling curve.</p>
+<h2>Samples over time</h2><p class="muted">Each row: real A, fake B, reconstructed A | real B, fake A,
+reconstructed B.</p>{grids or '<p class="muted">No samples yet.</p>'}
+{evaluation}
+</body></html>
+"""
+    atomic_write(run / "report.html", page.encode())
+    return run / "report.html"
