@@ -1,11 +1,5 @@
 """The Gradio app: its functions in-process, a live server through gradio_client, and a real browser."""
 import importlib.util
-import os
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import gradio as gr
@@ -119,29 +113,11 @@ def test_app_without_models_says_how_to_add_one(tmp_path):
 @pytest.fixture(scope="module")
 def server(checkpoints, tmp_path_factory):
     """`python app.py` on a free port, as a user starts it."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    log = tmp_path_factory.mktemp("server") / "app.log"
-    with log.open("w") as out:
-        proc = subprocess.Popen([sys.executable, str(ROOT / "app.py"), "--checkpoints", str(checkpoints), "--port",
-                                 str(port), "--device", "cpu"], stdout=out, stderr=subprocess.STDOUT, cwd=ROOT,
-                                env={**os.environ, "GRADIO_ANALYTICS_ENABLED": "False"})
-    url = f"http://127.0.0.1:{port}/"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                urllib.request.urlopen(url, timeout=2).close()
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"app did not start:\n{log.read_text()}")
-                time.sleep(0.5)
+    spec = importlib.util.spec_from_file_location("load_benchmark", ROOT / "benchmarks" / "load.py")
+    load = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(load)
+    with load.serve(checkpoints, tmp_path_factory.mktemp("server")) as (url, _, _):
         yield url
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
 
 
 def test_live_server_with_gradio_client(server, tmp_path):
