@@ -135,3 +135,20 @@ def test_usage_errors_exit_2_with_a_clear_message(model, photos, tmp_path, capsy
     argv = [a.format(model=model, photos=photos) for a in args] + ["--out", str(tmp_path / "out")]
     assert main(argv) == EXIT_USAGE
     assert message in capsys.readouterr().err
+
+
+def test_onnxruntime_backend_gives_the_torch_backend_output(model, tmp_path, monkeypatch):
+    import translate.export as export
+    exported = []
+    real = export.export_onnx
+    monkeypatch.setattr(export, "export_onnx", lambda *a: exported.append(a[1]) or real(*a))
+    for i, size in enumerate(((37, 53), (64, 48))):
+        _rgb(*size, seed=i).save(tmp_path / f"in{i}.png")
+    for backend in ("torch", "onnxruntime"):
+        assert main([str(model), str(tmp_path / "in0.png"), str(tmp_path / "in1.png"), "--out",
+                     str(tmp_path / backend), "--precision", "fp32", "--backend", backend]) == EXIT_OK
+    for name in ("in0.png", "in1.png"):
+        a = np.asarray(Image.open(tmp_path / "torch" / name), dtype=int)
+        b = np.asarray(Image.open(tmp_path / "onnxruntime" / name), dtype=int)
+        assert a.shape == b.shape and np.abs(a - b).max() <= 1  # equal up to rounding
+    assert exported == ["a2b"]  # the onnxruntime run exported its one direction once and used it

@@ -8,6 +8,7 @@ each other and with the untiled result away from the seams.
 from __future__ import annotations
 
 import contextlib
+import tempfile
 import threading
 from pathlib import Path
 
@@ -25,6 +26,7 @@ from .nets import build_generator
 
 DIRECTIONS = ("a2b", "b2a")
 PRECISIONS = ("auto", "fp32", "bf16")
+BACKENDS = ("torch", "onnxruntime")
 
 
 class PadToMultiple(nn.Module):
@@ -128,22 +130,30 @@ class Translator:
     """
 
     def __init__(self, generators: dict[str, torch.nn.Module], meta: dict, device: torch.device,
-                 precision: str = "fp32"):
-        self.meta, self.device, self.precision = meta, device, precision
+                 precision: str = "fp32", backend: str = "torch"):
+        if backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, not {backend!r}")
+        self.meta, self.device, self.precision, self.backend = meta, device, precision, backend
+        self._sessions: dict = {}
         self.multiple, self.min_size = size_rule(ModelConfig(**meta["model"]))
         self.nets = {"a2b": PadToMultiple(generators["g_ab"], self.multiple, self.min_size),
                      "b2a": PadToMultiple(generators["g_ba"], self.multiple, self.min_size)}
         self._lock = threading.RLock()
 
     @classmethod
-    def from_file(cls, path: str | Path, device: str = "auto", precision: str = "fp32") -> "Translator":
-        """Load an artifact; precision "auto" is bf16 on CUDA and on CPUs with native bf16, else fp32."""
+    def from_file(cls, path: str | Path, device: str = "auto", precision: str = "fp32",
+                  backend: str = "torch") -> "Translator":
+        """Load an artifact; precision "auto" is bf16 on CUDA and on CPUs with native bf16, else fp32. Backend
+        "onnxruntime" runs fp32 ONNX Runtime on the CPU (each direction exported on first use, ~10 s): faster
+        than fp32 PyTorch (1.1x at 256 px, 1.8x at 1024 px here), slower than bf16 where the CPU has it."""
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
         nets_state, meta = read_model(path)
         if set(nets_state) != {"g_ab", "g_ba"} or "model" not in meta:
             raise ArtifactError(f"{path}: expected generators g_ab and g_ba with a model config")
         dev = resolve_device(device)
+        if backend == "onnxruntime" and dev.type != "cpu":
+            raise ValueError("the onnxruntime backend runs on the CPU: use --device cpu, or the torch backend")
         try:
             generators = {name: build_generator(ModelConfig(**meta["model"])) for name in nets_state}
         except (TypeError, ValueError, RuntimeError) as exc:
@@ -157,7 +167,7 @@ class Translator:
             net.to(dev).eval()
         if precision == "auto":
             precision = "bf16" if dev.type == "cuda" or (dev.type == "cpu" and cpu_has_bf16()) else "fp32"
-        return cls(generators, meta, dev, precision)
+        return cls(generators, meta, dev, "fp32" if backend == "onnxruntime" else precision, backend)
 
     @property
     def domains(self) -> tuple[str, str]:
@@ -180,8 +190,22 @@ class Translator:
     def translate_tensor(self, x: torch.Tensor, direction: str = "a2b") -> torch.Tensor:
         """A batch NCHW in [-1, 1] of any H, W: reflect-padded to the net's multiple, translated, cropped back."""
         net = self.net(direction)
+        if self.backend == "onnxruntime":
+            with self._lock:
+                return torch.from_numpy(self._session(direction).run(None, {"image": x.float().cpu().numpy()})[0])
         with self._lock, self._autocast():
             return net(x.to(self.device, torch.float32)).float()
+
+    def _session(self, direction: str):
+        """The ONNX Runtime session of a direction, from `translate export --onnx`'s graph, made on first use."""
+        if direction not in self._sessions:
+            import onnxruntime as ort
+            from .export import export_onnx
+            with tempfile.TemporaryDirectory() as tmp:
+                path = Path(tmp) / f"{direction}.onnx"
+                export_onnx(self, direction, path)
+                self._sessions[direction] = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        return self._sessions[direction]
 
     @torch.inference_mode()
     def translate_tiled(self, x: torch.Tensor, direction: str = "a2b", tile: int = 512, overlap: int = 64,
