@@ -129,14 +129,6 @@ class Config:
         return self
 
 
-def _parse_bool(text: str) -> bool:
-    if text.lower() in ("1", "true", "yes", "on"):
-        return True
-    if text.lower() in ("0", "false", "no", "off"):
-        return False
-    raise argparse.ArgumentTypeError(f"expected true/false, got {text!r}")
-
-
 def add_config_flags(parser: argparse.ArgumentParser) -> None:
     """One flag per config field (`lr_g` -> `--lr-g`); unset flags stay out of the parsed namespace so
     recipe defaults apply. Booleans: `--flip` / `--no-flip`."""
