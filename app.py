@@ -21,6 +21,7 @@ from PIL import Image
 
 from translate.checkpoint import ArtifactError
 from translate.data import DataError, IMAGE_EXTENSIONS, check_image, load_rgb
+from translate.config import add_runtime_flags
 from translate.inference import DIRECTIONS, Translator
 
 ROOT = Path(__file__).resolve().parent
@@ -224,12 +225,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--checkpoints", default="checkpoints", help="folder of *.safetensors models")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (0.0.0.0 to serve the network)")
     parser.add_argument("--port", type=int, default=7860)
-    parser.add_argument("--device", default="auto", help="cpu | cuda | auto")
-    parser.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
-                        help="bf16 autocast: about 1.8x faster where native (auto: on CUDA and bf16 CPUs)")
-    parser.add_argument("--backend", choices=("torch", "onnxruntime"), default="torch",
-                        help="onnxruntime: fp32 ONNX Runtime on the CPU (exported at a model's first request); "
-                             "faster than fp32 PyTorch, slower than bf16 where the CPU has it")
+    add_runtime_flags(parser)
     parser.add_argument("--max-side", type=int, default=512, help="downscale larger images to this side first")
     args = parser.parse_args(argv)
     store = ModelStore(args.checkpoints, args.device, args.precision, args.backend)

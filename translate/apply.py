@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
+from .config import add_runtime_flags
+
 EXIT_OK, EXIT_NONE, EXIT_USAGE, EXIT_PARTIAL = 0, 1, 2, 3
 
 
@@ -37,12 +39,7 @@ def add_parser(sub) -> None:
     p.add_argument("--out", required=True, help="output folder (mirrors input folders)")
     p.add_argument("--direction", choices=("a2b", "b2a"), default="a2b")
     p.add_argument("--batch-size", type=int, default=4, help="equal-sized images per forward pass")
-    p.add_argument("--device", default="auto", help="cpu | cuda | cuda:N | auto")
-    p.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
-                   help="bf16 autocast is about 1.8x faster where native (auto: on CUDA and bf16 CPUs)")
-    p.add_argument("--backend", choices=("torch", "onnxruntime"), default="torch",
-                   help="onnxruntime: fp32 ONNX Runtime on the CPU, faster than fp32 PyTorch (1.8x at 1024 px), "
-                        "slower than bf16 where the CPU has it; costs ~10 s of export first")
+    add_runtime_flags(p)
     p.add_argument("--format", choices=("png", "jpg"), default="png", help="output image format")
     p.add_argument("--suffix", default="", help="added to each output file name, e.g. _b")
     p.add_argument("--size", type=int, help="resize the shorter side to SIZE first (default: keep each size)")

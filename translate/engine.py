@@ -41,11 +41,12 @@ def cpu_has_bf16() -> bool:
         return False
 
 
-def _has_images(folder: Path) -> bool:
+def _images_or_none(folder: Path) -> list[Path]:
+    """The images of an optional folder (testA/testB): empty when it is missing or holds none."""
     try:
-        return bool(list_images(folder))
+        return list_images(folder)
     except DataError:
-        return False
+        return []
 
 
 @dataclass
@@ -64,7 +65,7 @@ class Domains:
             if not root.is_dir():
                 raise DataError(f"{root}: dataset root not found")
             train_a, train_b = list_images(root / "trainA"), list_images(root / "trainB")
-            test_a, test_b = (list_images(root / t) if _has_images(root / t) else [] for t in ("testA", "testB"))
+            test_a, test_b = (_images_or_none(root / t) for t in ("testA", "testB"))
             return cls(train_a, train_b, test_a or train_a, test_b or train_b, ("A", "B"))
         if data.data_a and data.data_b:
             folder_a, folder_b = Path(data.data_a), Path(data.data_b)

@@ -19,14 +19,12 @@ from PIL import Image
 from torch import nn
 
 from .checkpoint import ArtifactError, read_model
-from .config import ModelConfig
+from .config import BACKENDS, PRECISIONS, ModelConfig
 from .data import to_rgb, to_tensor, to_uint8
 from .engine import cpu_has_bf16, resolve_device
 from .nets import build_generator
 
 DIRECTIONS = ("a2b", "b2a")
-PRECISIONS = ("auto", "fp32", "bf16")
-BACKENDS = ("torch", "onnxruntime")
 
 
 class PadToMultiple(nn.Module):
