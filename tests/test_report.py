@@ -80,3 +80,44 @@ def test_report_renders_offline_in_the_browser(tmp_path):
     assert "--upsample resize-conv" in text and "0.875" in text
     assert len(widths) == 4 and all(w > 0 for w in widths)  # loss curves and three sample grids all load
     assert all(url.startswith("file://") for url in requests)
+
+
+def test_report_summarises_speed_data_sessions_and_marks_the_best(tmp_path):
+    run = make_run(tmp_path / "run", [], EVAL)
+    metrics = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    start = 1_700_000_000.0
+    with (run / "metrics.jsonl").open("w") as f:  # a slow run: 0.0213 images/s; resumed after step 15
+        for m in metrics:
+            m.update(images_per_s=0.0213, step_time_s=47.0, g_identity=0.0,
+                     time=start + 47 * m["step"] + (600 if m["step"] > 15 else 0))
+            f.write(json.dumps(m) + "\n")
+    config = {"train": {"recipe": "cyclegan", "lr_g": 2e-4, "max_steps": 30}}
+    data = {"train_a": 415, "train_b": 400, "names": ["noto", "twemoji"], "source_a": "data/noto",
+            "source_b": "data/twemoji", "samples": "training images (no test split)"}
+    sessions = [{"time": start, "step": 0, "total_steps": 30, "config": config, "data": data},
+                {"time": start + 47 * 15 + 600, "step": 15, "total_steps": 30,
+                 "config": {"train": {**config["train"], "lr_g": 1e-4}}, "data": data}]
+    (run / "sessions.jsonl").write_text("".join(json.dumps(s) + "\n" for s in sessions))
+    (run / "skipped.txt").write_text("a/x.png: empty file (0 bytes)\na/y.png: truncated\n")
+    page = write_report(run).read_text()
+    assert "0.0213 images/s" in page and "0.0 images/s" not in page
+    assert "23 min 30 s over 2 session(s)" in page  # 47 s x (15 + 15) steps; the 10 minutes between do not count
+    assert "415 training images from data/noto" in page and "training images (no test split)" in page
+    assert '2 unreadable, listed in <a href="skipped.txt">' in page
+    assert "new run" in page and "--lr-g 0.0002 → 0.0001" in page
+    # the best of each row is marked: the run's domain score and L1 beat the do-nothing baseline
+    assert '<td class=best>0.875</td>' in page and '<td class=best>0.050</td>' in page
+    assert '<td class=best>0.000</td>' not in page
+
+
+def test_loss_plot_drops_unused_losses_and_keeps_legends_off_the_curves(tmp_path):
+    from translate.report import plot_losses
+    metrics = [{"step": s, "g_adv": 1.0, "d_a": 0.3 + s / 100, "d_b": 0.2, "g_cycle": 1 / s, "g_identity": 0.0,
+                "d_real": 0.6, "d_fake": 0.4, "lr_g": 2e-4, "lr_d": 2e-4} for s in range(1, 40)]
+    fig = plot_losses(metrics, [], "lsgan", tmp_path / "losses.png")
+    labels = [line.get_label() for ax in fig.axes for line in ax.lines]
+    assert "g_cycle" in labels and "g_identity" not in labels
+    for ax in fig.axes:
+        legend = ax.get_legend()
+        if legend is not None:
+            assert legend.get_window_extent().x0 >= ax.get_window_extent().x1  # beside the panel
