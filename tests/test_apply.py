@@ -60,7 +60,7 @@ def test_folder_is_mirrored_with_sizes_kept_and_bad_files_reported(model, photos
     assert "translated 5 of 6 images" in captured.out
     assert "broken.png: unreadable or truncated image" in captured.err
     page = (out / "index.html").read_text()
-    assert page.count("<tr>") == 6 and "sub/deeper/gray.png" in page and "broken.png" in page
+    assert page.count("<figure>") == 5 and "sub/deeper/gray.png" in page and "broken.png" in page
     assert _digest(photos) == before  # inputs untouched
 
 

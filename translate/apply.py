@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import argparse
 import glob
-import html
 import os
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import quote
 
+from .checkpoint import model_file
 from .config import add_runtime_flags
 
 EXIT_OK, EXIT_NONE, EXIT_USAGE, EXIT_PARTIAL = 0, 1, 2, 3
@@ -34,7 +33,9 @@ def add_parser(sub) -> None:
     p = sub.add_parser("apply", help="translate images, folders or globs with an exported model",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter, description=__doc__.split("\n")[0],
                        epilog="exit status: 0 all translated, 3 some skipped, 1 none translated, 2 usage error")
-    p.add_argument("model", help="exported model (model.safetensors)")
+    p.add_argument("model", help="exported model (.safetensors), or a run folder: its model.safetensors, or with "
+                   "--step N the model it kept at step N (train --keep-every)")
+    p.add_argument("--step", type=int, help="with a run folder: the model kept at this step")
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image file, folder (recursive) or glob")
     p.add_argument("--out", required=True, help="output folder (mirrors input folders)")
     p.add_argument("--direction", choices=("a2b", "b2a"), default="a2b")
@@ -46,7 +47,8 @@ def add_parser(sub) -> None:
     p.add_argument("--tile", type=int, help="translate images larger than TILE px tile by tile (bounded memory)")
     p.add_argument("--overlap", type=int, default=64, help="overlap of neighbouring tiles, blended")
     p.add_argument("--side-by-side", action="store_true", help="write input|output pairs instead of outputs")
-    p.add_argument("--html", action="store_true", help="also write OUT/index.html showing the results")
+    p.add_argument("--html", action="store_true", help="also write OUT/index.html: inputs beside outputs, scaled "
+                   "up, 100 a page; self-contained, so it works when OUT is moved")
     p.set_defaults(func=cmd_apply)
 
 
@@ -111,24 +113,6 @@ def _side_by_side(left, right):
     return pair
 
 
-def write_html(out: Path, done: list[Job], skipped: list[tuple[Path, str]], title: str) -> Path:
-    """OUT/index.html: a table of input and output images, then the skipped files with their reasons."""
-    def img(path: Path) -> str:
-        src = quote(Path(os.path.relpath(path.resolve(), out.resolve())).as_posix())
-        return f'<a href="{src}"><img src="{src}" loading="lazy"></a>'
-    rows = "".join(f"<tr><td>{html.escape(str(j.source))}</td><td>{img(j.source)}</td><td>{img(j.target)}</td></tr>\n"
-                   for j in done)
-    bad = "".join(f"<li>{html.escape(str(p))}: {html.escape(r)}</li>\n" for p, r in skipped)
-    page = (f"<!doctype html><meta charset=utf-8><title>{html.escape(title)}</title>\n"
-            "<style>body{font-family:sans-serif} img{max-width:384px;max-height:384px} td{padding:4px}</style>\n"
-            f"<h1>{html.escape(title)}</h1>\n<p>{len(done)} translated, {len(skipped)} skipped</p>\n"
-            f"<table><tr><th>file</th><th>input</th><th>output</th></tr>\n{rows}</table>\n"
-            + (f"<h2>Skipped</h2><ul>\n{bad}</ul>\n" if skipped else ""))
-    path = out / "index.html"
-    path.write_text(page, encoding="utf-8")
-    return path
-
-
 def cmd_apply(args: argparse.Namespace) -> int:
     from PIL import Image
     from tqdm.auto import tqdm
@@ -141,8 +125,9 @@ def cmd_apply(args: argparse.Namespace) -> int:
             raise ValueError(f"--{flag.replace('_', '-')} must be a positive number")
     out = Path(args.out)
     jobs = plan(args.inputs, out, args.format, args.suffix)
-    translator = Translator.from_file(args.model, args.device, args.precision, args.backend)
-    translator.require_rgb(args.model)
+    model = model_file(args.model, args.step)
+    translator = Translator.from_file(model, args.device, args.precision, args.backend)
+    translator.require_rgb(model)
     if args.tile and args.tile - args.overlap < translator.multiple:
         raise ValueError(f"--tile {args.tile} must exceed --overlap {args.overlap} by at least {translator.multiple}")
     inputs = {j.source.resolve() for j in jobs}
@@ -200,7 +185,9 @@ def cmd_apply(args: argparse.Namespace) -> int:
         bar.close()
     status = summarize(done, skipped, out, time.perf_counter() - start)
     if args.html:
-        print(f"index: {write_html(out, done, skipped, f'{Path(args.model).name} {args.direction}')}")
+        from .gallery import title_of, write_gallery
+        title = title_of(model, translator.meta, args.direction)
+        print(f"index: {write_gallery(out, done, skipped, title, args.side_by_side)}")
     return status
 
 

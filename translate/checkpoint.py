@@ -103,6 +103,8 @@ def write_model(path: str | Path, states: dict[str, dict[str, torch.Tensor]], me
 def read_model(path: str | Path) -> tuple[dict[str, dict[str, torch.Tensor]], dict]:
     """(generator name -> state dict, metadata) from an artifact; a clear ArtifactError for a bad file."""
     path = Path(path)
+    if path.is_dir():  # a run folder
+        path = path / "model.safetensors"
     if not path.is_file():
         raise ArtifactError(f"{path}: no such model file")
     try:
@@ -122,3 +124,32 @@ def read_model(path: str | Path) -> tuple[dict[str, dict[str, torch.Tensor]], di
         name, _, param = key.partition(".")
         nets.setdefault(name, {})[param] = value
     return nets, meta
+
+
+def kept_model_path(run_dir: str | Path, step: int) -> Path:
+    """Where `--keep-every` keeps the model exported at `step`: RUN/models/step_NNNNNNN.safetensors."""
+    return Path(run_dir) / "models" / f"step_{step:07d}.safetensors"
+
+
+def model_file(run_or_model: str | Path, step: int | None = None) -> Path:
+    """The model file a user means: a .safetensors file as given, a run folder's model.safetensors, or with
+    `step` the model that run kept at that step. FileNotFoundError names what is there instead."""
+    path = Path(run_or_model)
+    if not path.is_dir():
+        if step is not None:
+            raise FileNotFoundError(f"--step {step} needs a run folder, not the file {path}")
+        if not path.exists():
+            raise FileNotFoundError(f"{path}: no such model file or run folder")
+        return path
+    if step is None:
+        if not (path / "model.safetensors").is_file():
+            raise FileNotFoundError(f"{path}: no model.safetensors in this folder (has the run saved yet?)")
+        return path / "model.safetensors"
+    kept = kept_model_path(path, step)
+    if not kept.is_file():
+        steps = sorted(int(m.group(1)) for f in (path / "models").glob("step_*.safetensors")
+                       if (m := re.fullmatch(r"step_(\d+)\.safetensors", f.name)))
+        have = (f"kept steps: {', '.join(map(str, steps))}" if steps else
+                "it kept none (train with --keep-every N to keep models along the way)")
+        raise FileNotFoundError(f"{kept}: no model kept at step {step}; {have}")
+    return kept
