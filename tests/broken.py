@@ -106,3 +106,39 @@ def make_edge_cases(folder: Path) -> dict[str, tuple[int, int]]:
     Image.new("RGB", (30, 10), "green").save(folder / "exif-9.jpg", exif=exif)
     return {"one-pixel.png": (1, 1), "small.png": (10, 12), "strip.png": (300, 1), "bilevel.png": (24, 20),
             "gray-alpha.png": (20, 20), "rgb48.png": (8, 6), "jpeg-named.png": (30, 20), "exif-9.jpg": (30, 10)}
+
+
+def make_odd_models(folder: Path) -> dict[str, str]:
+    """Model files that must be refused by name while the good ones are served: a domains list of one, a header
+    claiming ngf 256 over tiny tensors, NaN weights, int8 weights, a symlink loop. Returns name -> a word its
+    reason must contain. Also writes `partial.safetensors`: a config naming only ngf and n_blocks (the rest
+    default), which must be served."""
+    import dataclasses
+
+    import torch
+
+    from translate.checkpoint import export_model, write_model
+    from translate.config import ModelConfig
+    from translate.nets import build_generator
+
+    folder.mkdir(parents=True, exist_ok=True)
+    model = ModelConfig(ngf=8, n_blocks=1)
+    torch.manual_seed(0)
+    nets = {name: build_generator(model) for name in ("g_ab", "g_ba")}
+    config = dataclasses.asdict(model)
+    export_model(folder / "one-domain.safetensors", nets, {"model": config, "domains": ["cats"]})
+    export_model(folder / "partial.safetensors", nets, {"model": {"ngf": 8, "n_blocks": 1}})
+    write_model(folder / "claims-ngf-256.safetensors", {n: {"stem.weight": torch.zeros(1)} for n in nets},
+                {"model": {**config, "ngf": 256}})
+    states = {name: net.state_dict() for name, net in nets.items()}
+    poisoned = {name: dict(state) for name, state in states.items()}
+    first = next(iter(states["g_ab"]))
+    poisoned["g_ab"][first] = torch.full_like(states["g_ab"][first], float("nan"))
+    write_model(folder / "nan.safetensors", poisoned, {"model": config})
+    write_model(folder / "int8.safetensors", {n: {k: v.to(torch.int8) for k, v in s.items()} for n, s in
+                                              states.items()}, {"model": config})
+    (folder / "loop-a.safetensors").symlink_to("loop-b.safetensors")
+    (folder / "loop-b.safetensors").symlink_to("loop-a.safetensors")
+    return {"one-domain.safetensors": "domains", "claims-ngf-256.safetensors": "do not fit",
+            "nan.safetensors": "NaN", "int8.safetensors": "int8", "loop-a.safetensors": "loop",
+            "loop-b.safetensors": "loop"}

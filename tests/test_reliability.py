@@ -1,8 +1,11 @@
 """Bad input across the commands: every file of the broken-and-unusual corpus through `train`, `apply`,
 `data prepare` and the app, each translated (or trained on) or named with its reason while the good files go
 through; bad arguments and untrusted files get one clear line, exit status 2, no traceback, and nothing written."""
+import base64
 import dataclasses
+import errno
 import json
+import shutil
 from pathlib import Path
 
 import gradio as gr
@@ -11,7 +14,8 @@ import torch
 from PIL import Image
 from safetensors.torch import save_file
 
-from broken import make_broken, make_edge_cases, make_more_broken, make_unusual_but_valid
+from broken import (make_broken, make_edge_cases, make_more_broken, make_odd_models, make_unusual_but_valid,
+                    png_bomb)
 from conftest import tiny_config
 from test_app import app
 from test_inference import make_model
@@ -101,7 +105,7 @@ def test_apply_translates_each_good_file_and_names_each_broken_one(corpus, model
     assert {Path(path).name for path in reasons} == set(corpus.broken)
     for path, reason in reasons.items():
         assert corpus.broken[Path(path).name] in reason, (path, reason)
-    assert sorted(p.stem for p in out_dir.iterdir()) == sorted(Path(n).stem for n in corpus.valid)
+    assert sorted(p.stem for p in out_dir.glob("*.png")) == sorted(Path(n).stem for n in corpus.valid)
 
 
 def test_prepare_lists_each_broken_file_and_writes_every_good_one(corpus, toy_root, tmp_path, capsys):
@@ -292,3 +296,229 @@ def test_a_corrupt_run_config_is_named_on_resume(run_folder, capsys):
     (run_folder / "config.json").write_text("{oops")
     code, _, err = _resume(run_folder, capsys)
     assert_one_clear_line(code, err, str(run_folder / "config.json"))
+
+
+# --- user data is never lost or overwritten -------------------------------------------------------------------------
+@pytest.fixture
+def dataset(toy_root, tmp_path) -> Path:
+    """A copy of the toy trainA/trainB: the user's own data, which no command may change."""
+    root = tmp_path / "ds"
+    for split in ("trainA", "trainB"):
+        shutil.copytree(toy_root / split, root / split)
+    return root
+
+
+@pytest.mark.parametrize("out", ["{ds}", "{ds}/trainA/prepared", "{ds}/trainA"],
+                         ids=["out-holds-the-inputs", "out-inside-an-input", "out-is-an-input"])
+def test_prepare_never_deletes_or_writes_inside_its_inputs(dataset, capsys, out):
+    before = _snapshot(dataset)
+    argv = ["data", "prepare", str(dataset / "trainA"), str(dataset / "trainB"), "--out",
+            out.format(ds=dataset), "--overwrite"]
+    code, _, err = run(argv, capsys)
+    assert_one_clear_line(code, err, "choose")
+    assert "overwrite" not in err.splitlines()[-1]  # the old message suggested exactly the command that deletes
+    assert _snapshot(dataset) == before and sorted(p.name for p in dataset.iterdir()) == ["trainA", "trainB"]
+
+
+def test_prepare_on_a_full_disk_leaves_no_partial_output(dataset, tmp_path, monkeypatch, capsys):
+    """The second file written fails with ENOSPC: one line, no half-written dataset, an earlier one kept."""
+    import translate.dataset_tools as tools
+    real, calls = shutil.copyfile, []
+
+    def full_disk(src, dst, **kw):
+        calls.append(dst)
+        if len(calls) == 2:
+            Path(dst).write_bytes(b"half")
+            raise OSError(errno.ENOSPC, "No space left on device", str(dst))
+        return real(src, dst, **kw)
+
+    monkeypatch.setattr(tools.shutil, "copyfile", full_disk)
+    out = tmp_path / "new"
+    code, _, err = run(["data", "prepare", str(dataset / "trainA"), str(dataset / "trainB"), "--out", str(out)],
+                       capsys)
+    assert_one_clear_line(code, err, "No space left on device", "partial output removed")
+    assert not out.exists()
+    old = tmp_path / "old"
+    (old / "trainA").mkdir(parents=True)
+    (old / "trainA" / "kept.png").write_bytes(b"earlier output")
+    calls.clear()
+    code, _, err = run(["data", "prepare", str(dataset / "trainA"), str(dataset / "trainB"), "--out", str(old),
+                        "--overwrite"], capsys)
+    assert_one_clear_line(code, err, "No space left on device")
+    assert [p.relative_to(old) for p in old.rglob("*")] == [Path("trainA"), Path("trainA/kept.png")]
+
+
+def _rgb_file(path: Path, colour: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", (16, 16), colour).save(path)
+    return path
+
+
+def test_apply_outputs_of_same_named_inputs_never_collide(model, tmp_path, capsys):
+    for i, colour in enumerate(("red", "green", "blue")):
+        _rgb_file(tmp_path / f"d{i}" / "x.png", colour)
+    out = tmp_path / "o"
+    code, stdout, _ = run(["apply", str(model), *(str(tmp_path / f"d{i}") for i in range(3)), "--out", str(out)],
+                          capsys)
+    assert code == 0 and "translated 3 of 3" in stdout
+    outputs = sorted(out.glob("*.png"))
+    assert len(outputs) == 3 and len({p.read_bytes() for p in outputs}) == 3
+
+
+def test_apply_never_replaces_a_file_it_did_not_write(model, tmp_path, capsys):
+    """`apply ow/a.jpg --out ow` must keep the user's own ow/a.png; an output apply wrote itself is replaced."""
+    folder = tmp_path / "ow"
+    _rgb_file(folder / "a.jpg", "red")
+    mine = _rgb_file(folder / "a.png", "green").read_bytes()
+    code, _, err = run(["apply", str(model), str(folder / "a.jpg"), "--out", str(folder)], capsys)
+    assert code == 1 and "a.png already exists and was not written by translate apply; not replaced" in err
+    assert (folder / "a.png").read_bytes() == mine
+    out = tmp_path / "out"
+    for _ in range(2):  # the second run replaces the first run's output
+        code, stdout, _ = run(["apply", str(model), str(folder / "a.jpg"), "--out", str(out)], capsys)
+        assert code == 0 and "translated 1 of 1" in stdout
+
+
+@pytest.mark.parametrize("argv,parts", [
+    (["{ds}/trainA", "--out", "{ds}/trainA"], ["is inside the input folder", "trainA"]),
+    (["{ds}/trainA", "--out", "{ds}/trainA/fakes"], ["is inside the input folder", "trainA"]),
+    (["{ds}/trainA/*.png", "--out", "{ds}/trainA"], ["is inside the input folder", "trainA"]),
+    (["{ds}/trainA", "--out", "{tmp}/out", "--suffix", "/../../x"], ["--suffix", "path separator"]),
+    (["{ds}/trainA", "--out", "{tmp}/out", "--overlap", "-10"], ["--overlap -10 must be 0 or more"]),
+    (["{ds}/trainA", "--out", "{tmp}/out", "--size", "30000"], ["--size 30000", "megapixels"]),
+], ids=["out-is-input", "out-inside-input", "out-is-glob-root", "suffix-escapes", "negative-overlap", "huge-size"])
+def test_apply_refuses_outputs_among_inputs_or_outside_out(model, dataset, tmp_path, capsys, argv, parts):
+    before = _snapshot(dataset)
+    argv = [a.format(ds=dataset, tmp=tmp_path) for a in argv]
+    code, _, err = run(["apply", str(model), *argv], capsys)
+    assert_one_clear_line(code, err, *parts)
+    assert _snapshot(dataset) == before and not (tmp_path / "out").exists() and not (tmp_path / "x").exists()
+
+
+def test_import_cyclegan_refuses_to_write_over_its_input(tmp_path, capsys):
+    torch.save(ResnetGenerator(ngf=4, n_blocks=2).state_dict(), tmp_path / "G_A.pth")
+    torch.save(ResnetGenerator(ngf=4, n_blocks=2).state_dict(), tmp_path / "G_B.pth")
+    before = _snapshot(tmp_path)
+    code, _, err = run(["import-cyclegan", str(tmp_path / "G_A.pth"), str(tmp_path / "G_B.pth"), "--out",
+                        str(tmp_path / "G_B.pth")], capsys)
+    assert_one_clear_line(code, err, "is one of the input files")
+    assert _snapshot(tmp_path) == before
+
+
+@pytest.mark.parametrize("command", ["import-cyclegan", "export", "export-onnx"])
+def test_a_full_disk_is_one_line_and_leaves_no_temporary_file(model, tmp_path, monkeypatch, capsys, command):
+    import translate.checkpoint as checkpoint
+
+    def no_space(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(checkpoint.os, "fsync", no_space)
+    out = tmp_path / "out"
+    out.mkdir()
+    if command == "import-cyclegan":
+        for name in ("G_A.pth", "G_B.pth"):
+            torch.save(ResnetGenerator(ngf=4, n_blocks=2).state_dict(), tmp_path / name)
+        argv = ["import-cyclegan", str(tmp_path / "G_A.pth"), str(tmp_path / "G_B.pth"), "--out", str(out / "m.st")]
+    else:
+        argv = ["export", str(model), "--onnx" if command == "export-onnx" else "--out", str(out / "m.out")]
+    code, _, err = run(argv, capsys)
+    assert code == 1 and "Traceback" not in err
+    assert err.strip().splitlines()[-1].startswith(f"translate {command.split('-onnx')[0]}: stopped: ")
+    assert "No space left on device" in err and list(out.iterdir()) == []
+
+
+def test_eval_keeps_its_results_when_the_out_file_cannot_be_written(model, toy_root, tmp_path, capsys):
+    out = tmp_path / "not-a-folder"
+    out.write_text("a file where the --out folder should be")
+    code, stdout, err = run(["eval", str(model), "--data", str(toy_root), "--out", str(out / "eval.json"),
+                             "--encoder-steps", "2", "--device", "cpu"], capsys)
+    assert code == 1 and "Traceback" not in err and "could not write" in err.strip().splitlines()[-1]
+    assert json.loads(stdout[stdout.index("{"):])["runs"][0]["name"] == "input unchanged"
+
+
+# --- model files ------------------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def odd_models(tmp_path_factory) -> tuple[Path, dict[str, str]]:
+    folder = tmp_path_factory.mktemp("odd-models")
+    make_model(folder / "good.safetensors")
+    return folder, make_odd_models(folder)
+
+
+def test_the_app_skips_each_odd_model_file_and_serves_the_rest(odd_models):
+    folder, odd = odd_models
+    store = app.ModelStore(folder, device="cpu")
+    assert sorted(store.models) == ["good.safetensors", "partial.safetensors"]
+    assert store.problems.keys() == odd.keys()
+    for name, word in odd.items():
+        assert word in store.problems[name] and "\n" not in store.problems[name], (name, store.problems[name])
+    app.build_app(store)  # every served model gets its card and directions
+    assert "ResNet-1, ngf 8" in app.model_card(store.get("partial.safetensors"))
+
+
+def test_a_header_claiming_a_huge_net_is_refused_before_any_net_is_built(odd_models, tmp_path, monkeypatch, capsys):
+    """Shapes are checked against the config on the meta device: no real net of the claimed size is built."""
+    import translate.inference as inference
+    devices = []
+    real = inference.build_generator
+    monkeypatch.setattr(inference, "build_generator",
+                        lambda cfg: devices.append(torch.get_default_device().type) or real(cfg))
+    folder, _ = odd_models
+    code, _, err = run(["apply", str(folder / "claims-ngf-256.safetensors"), str(_rgb_file(tmp_path / "a.png", "red")),
+                        "--out", str(tmp_path / "out")], capsys)
+    assert_one_clear_line(code, err, "claims-ngf-256.safetensors: weights do not fit the model in its metadata")
+    assert devices == ["meta"]
+
+
+@pytest.mark.parametrize("name,parts", [("nan.safetensors", ["NaN or infinite values"]),
+                                        ("int8.safetensors", ["torch.int8 values", "floating point"])])
+def test_non_finite_or_integer_weights_are_refused(odd_models, tmp_path, capsys, name, parts):
+    folder, _ = odd_models
+    image = str(_rgb_file(tmp_path / "in" / "a.png", "red"))
+    for command in (["apply", str(folder / name), image, "--out", str(tmp_path / "out")],
+                    ["export", str(folder / name), "--onnx", str(tmp_path / "out" / "m.onnx")]):
+        code, _, err = run(command, capsys)
+        assert_one_clear_line(code, err, name, *parts)
+    assert not (tmp_path / "out").exists()
+
+
+def test_export_onnx_never_reports_a_match_on_nan_outputs(tmp_path, capsys):
+    """Finite weights of 1e38 overflow to infinity in the first conv; instance norm turns that into NaN."""
+    nets = {name: build_generator(ModelConfig(ngf=8, n_blocks=1)) for name in ("g_ab", "g_ba")}
+    for net in nets.values():
+        torch.nn.init.constant_(next(net.parameters()), 1e38)
+    export_model(tmp_path / "overflow.safetensors", nets, {"model": dataclasses.asdict(ModelConfig(ngf=8, n_blocks=1))})
+    code, out, err = run(["export", str(tmp_path / "overflow.safetensors"), "--onnx", str(tmp_path / "m.onnx")], capsys)
+    assert code == 1 and "matches" not in out and "not finite" in err
+
+
+def test_apply_and_export_take_a_run_folder(model, tmp_path, capsys):
+    run_dir = tmp_path / "runs" / "r"
+    run_dir.mkdir(parents=True)
+    shutil.copy(model, run_dir / "model.safetensors")
+    _rgb_file(tmp_path / "in" / "a.png", "red")
+    assert run(["apply", str(run_dir), str(tmp_path / "in"), "--out", str(tmp_path / "out")], capsys)[0] == 0
+    assert run(["export", str(run_dir), "--out", str(tmp_path / "copy.safetensors")], capsys)[0] == 0
+
+
+# --- app uploads --------------------------------------------------------------------------------------------------------
+def _data_url(data: bytes) -> str:
+    return "data:image/png;base64," + base64.b64encode(data).decode()
+
+
+@pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")
+def test_a_data_url_upload_is_checked_before_anything_decodes_it(model, monkeypatch):
+    """gradio takes an image inline as a base64 data: URL in FileData.url, past the upload route's byte limit; a
+    169-megapixel PNG of 518 KB was decoded in full (+1.5 GB). Now bytes are limited before base64 decoding, pixels
+    before image decoding, and the file lands in the cache that DELETE_CACHE cleans."""
+    from gradio.data_classes import FileData
+    decoded = []
+    monkeypatch.setattr(Image.Image, "load", lambda self: decoded.append(self.size) or None)
+    image = app.pass_path_unopened(gr.Image(type="filepath", image_mode=None))
+    store = app.ModelStore(model.parent, device="cpu")
+    path = image.preprocess(FileData(path="", url=_data_url(png_bomb(13_000, 13_000))))
+    with pytest.raises(gr.Error, match="169.0 megapixels"):
+        app.translate_image(store, model.name, "a2b", path, 1.0, False)
+    assert decoded == [] and path in image.temp_files
+    with pytest.raises(gr.Error, match="over the 20mb upload limit"):
+        image.preprocess(FileData(path="", url=_data_url(b"\0" * (app.MAX_FILE_BYTES + 1))))
+    assert app.build_app(store).delete_cache == app.DELETE_CACHE

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import warnings
 from pathlib import Path
 
@@ -51,8 +52,8 @@ def export_onnx(translator, direction: str, path: str | Path) -> None:
                        "input_range": "[-1, 1]", "model": json.dumps(translator.meta["model"])}.items():
         model.metadata_props.add(key=key, value=value)
     onnx.checker.check_model(model)
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    onnx.save(model, str(path))
+    from .checkpoint import atomic_write
+    atomic_write(path, model.SerializeToString())  # a full disk leaves no half-written file
 
 
 def onnx_difference(path: str | Path, translator, direction: str, height: int, width: int) -> float:
@@ -91,8 +92,10 @@ def cmd_export(args: argparse.Namespace) -> int:
     export_onnx(translator, args.direction, args.onnx)
     m = translator.multiple
     diff = onnx_difference(args.onnx, translator, args.direction, -(-32 // m) * m + 3, -(-48 // m) * m + 1)
-    if diff > TOLERANCE:
-        print(f"{args.onnx}: onnxruntime differs from PyTorch by {diff:.2e} (over {TOLERANCE:g})")
+    if not diff <= TOLERANCE:  # NaN compares false both ways
+        reason = ("the outputs are not finite (NaN or infinity): the model does not work" if diff != diff
+                  else f"onnxruntime differs from PyTorch by {diff:.2e} (over {TOLERANCE:g})")
+        print(f"{args.onnx}: {reason}", file=sys.stderr)
         return 1
     print(f"wrote {args.onnx} ({args.direction}); onnxruntime matches PyTorch (max |diff| {diff:.1e})")
     return 0

@@ -84,6 +84,9 @@ def convert(g_a: str | Path, g_b: str | Path, out: str | Path, domains=("A", "B"
     from .checkpoint import export_model
     from .inference import first_problem
     from .nets import build_generator
+    for path in (g_a, g_b):
+        if Path(path).resolve() == Path(out).resolve():
+            raise ValueError(f"--out {out} is one of the input files: it would be overwritten; choose another name")
     nets, models = {}, []
     for name, path in (("g_ab", g_a), ("g_ba", g_b)):
         model, state = convert_generator(load_weights(path), path)
