@@ -54,3 +54,23 @@ def test_cli_errors_are_one_clear_line(toy_root, tmp_path, capsys):
     assert "no such model file" in capsys.readouterr().err
     assert main(["eval", str(tmp_path / "model.safetensors"), "--data", str(tmp_path / "nodata")]) == 2
     assert "not found" in capsys.readouterr().err
+
+
+def test_eval_of_a_run_uses_the_data_it_trained_on(toy_root, tmp_path, capsys):
+    from translate.config import Config
+    run = tmp_path / "runs" / "toy-cyclegan"
+    (run / "models").mkdir(parents=True)
+    Config().update({"data_a": str(toy_root / "trainA"), "data_b": str(toy_root / "trainB")}).save(
+        run / "config.json")
+    make_model(run / "models" / "step_0000004.safetensors")
+    assert main(["eval", str(run), "--step", "4", "--encoder-steps", "30", "--device", "cpu"]) == 0
+    captured = capsys.readouterr()
+    assert f"data: {toy_root / 'trainA'} and {toy_root / 'trainB'} (the run's --data-a/--data-b)" in captured.err
+    assert f"note: measured on the training folders (no held-out images); to hold some out: translate data " \
+           f"prepare {toy_root / 'trainA'} {toy_root / 'trainB'} --out DATASET" in captured.out
+    results = json.loads((run / "eval.json").read_text())
+    assert results["runs"][1]["name"] == "toy-cyclegan step 4"
+    assert results["runs"][1]["results"]["a2b"]["n_inputs"] == 48  # every training image of A
+    make_model(tmp_path / "loose.safetensors")
+    assert main(["eval", str(tmp_path / "loose.safetensors")]) == 2
+    assert "not in a run folder (no config.json beside it); give --data ROOT" in capsys.readouterr().err

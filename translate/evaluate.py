@@ -47,27 +47,33 @@ def load_folder(folder: Path, size: int, keep: int | None = None) -> tuple[list[
     return names, torch.stack(images)
 
 
-def _split(root: Path, split: str, size: int, keep: int | None = None) -> dict:
-    folders = {d: root / f"{split}{d}" for d in "AB"}
+def _split(root: Path | tuple[Path, Path], split: str, size: int, keep: int | None = None) -> dict:
+    """A dataset root's {split}A and {split}B, or the two folders of a (folder_a, folder_b) pair."""
+    folders = dict(zip("AB", root)) if isinstance(root, tuple) else {d: root / f"{split}{d}" for d in "AB"}
     return {d: load_folder(f, size, keep) if f.is_dir() else None for d, f in folders.items()}
 
 
 class Judge:
     """Everything the models are measured against: real test images, the trained encoder, Inception features."""
 
-    def __init__(self, root: str | Path, size: int, inception: str | Path | None = None, encoder_steps: int = 300,
-                 log=print):
+    def __init__(self, root: str | Path | tuple, size: int, inception: str | Path | None = None,
+                 encoder_steps: int = 300, log=print):
+        """`root`: a dataset root (testA/ testB/, trainA/ trainB/), or a pair of folders (A, B) without a split."""
         from . import metrics
         from .data import DataError
-        root = Path(root)
-        if not root.is_dir():
-            raise DataError(f"{root}: dataset root not found")
+        root = tuple(map(Path, root)) if isinstance(root, (tuple, list)) else Path(root)
+        for folder in root if isinstance(root, tuple) else (root,):
+            if not folder.is_dir():
+                raise DataError(f"{folder}: {'folder' if isinstance(root, tuple) else 'dataset root'} not found")
         weights = metrics.find_inception(inception)
         if inception and weights is None:
             raise FileNotFoundError(f"{inception}: no Inception-v3 weights file there")
         self.root, self.size, self.notes = root, size, []
         test = _split(root, "test", size)
-        if not (test["A"] and test["B"]):
+        if isinstance(root, tuple):
+            self.notes.append(f"measured on the training folders (no held-out images); to hold some out: translate "
+                              f"data prepare {root[0]} {root[1]} --out DATASET, then train with --data DATASET")
+        elif not (test["A"] and test["B"]):
             test = _split(root, "train", size)
             if not (test["A"] and test["B"]):
                 raise DataError(f"{root}: needs testA/ and testB/ (or trainA/ and trainB/)")
@@ -127,9 +133,32 @@ class Judge:
         return result
 
 
-def model_path(run_or_model: str | Path) -> Path:
-    path = Path(run_or_model)
-    return path / "model.safetensors" if path.is_dir() else path
+def run_folder(model: Path) -> Path:
+    """The run folder a model file belongs to (RUN/model.safetensors or RUN/models/step_N.safetensors)."""
+    return model.parent.parent if model.parent.name == "models" else model.parent
+
+
+def model_name(model: Path) -> str:
+    """A model's column name: its run folder's name (with the step for a kept model), or the file's stem."""
+    if model.parent.name == "models":
+        prefix, _, step = model.stem.rpartition("_")
+        return f"{model.parent.parent.name} {prefix} {int(step)}" if step.isdigit() else model.stem
+    return model.parent.name if model.name == "model.safetensors" else model.stem
+
+
+def run_data(model: Path, log=print) -> str | tuple[str, str]:
+    """The data a run trained on, from its config.json: the dataset root, or the --data-a/--data-b folders."""
+    from .config import Config
+    config = run_folder(model) / "config.json"
+    if not config.is_file():
+        raise ValueError(f"{model}: not in a run folder (no {config.name} beside it); give --data ROOT, a dataset "
+                         "with testA/ and testB/")
+    data = Config.load(config).data
+    if data.data:
+        log(f"data: {data.data} (the run's --data)")
+        return data.data
+    log(f"data: {data.data_a} and {data.data_b} (the run's --data-a/--data-b)")
+    return data.data_a, data.data_b
 
 
 def evaluate(models: list[str | Path], root: str | Path, directions: tuple[str, ...] = ("a2b", "b2a"),
@@ -137,7 +166,7 @@ def evaluate(models: list[str | Path], root: str | Path, directions: tuple[str, 
     """Measure each model (and the do-nothing baseline) on root's test images; returns the JSON-able results."""
     import torch
     from .inference import Translator
-    translators = [(model_path(m), Translator.from_file(model_path(m), device=device)) for m in models]
+    translators = [(Path(m), Translator.from_file(m, device=device)) for m in models]
     size = translators[0][1].meta["image_size"]
     judge = Judge(root, size, inception, encoder_steps, log)
     runs = [{"name": BASELINE, "model": None,
@@ -150,10 +179,9 @@ def evaluate(models: list[str | Path], root: str | Path, directions: tuple[str, 
             outputs = torch.cat([translator.translate_tensor(x[i:i + 32], d).float().cpu()
                                  for i in range(0, len(x), 32)])
             results[d] = judge.measure(DIRECTIONS[d][0], outputs)
-        name = path.parent.name if path.name == "model.safetensors" else path.stem
-        runs.append({"name": name, "model": str(path), "recipe": translator.meta.get("recipe"),
+        runs.append({"name": model_name(path), "model": str(path), "recipe": translator.meta.get("recipe"),
                      "steps": translator.meta.get("steps"), "results": results})
-    return {"data": str(root), "image_size": size, "directions": list(directions), "runs": runs,
+    return {"data": " + ".join(map(str, root)) if isinstance(root, tuple) else str(root), "image_size": size, "directions": list(directions), "runs": runs,
             "classifier_accuracy": judge.accuracy, "inception": judge.inception is not None, "notes": judge.notes}
 
 
@@ -185,11 +213,14 @@ def format_table(results: dict) -> str:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     directions = ("a2b", "b2a") if args.direction == "both" else (args.direction,)
-    models = [args.model, *args.compare]
-    results = evaluate(models, args.data, directions, args.inception, args.encoder_steps, args.device,
-                       log=lambda m: print(m, file=sys.stderr))
+    from .checkpoint import model_file
+    def log(message: str) -> None:
+        print(message, file=sys.stderr)
+    models = [model_file(args.model, args.step), *map(model_file, args.compare)]
+    data = args.data or run_data(models[0], log)
+    results = evaluate(models, data, directions, args.inception, args.encoder_steps, args.device, log=log)
     print(format_table(results))
-    out = Path(args.out) if args.out else model_path(args.model).parent / "eval.json"
+    out = Path(args.out) if args.out else run_folder(models[0]) / "eval.json"
     out.write_text(json.dumps(results, indent=2) + "\n")
     print(f"results: {out}")
     return 0
@@ -198,9 +229,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
 def add_parser(sub) -> None:
     p = sub.add_parser("eval", help="measure a trained model on a dataset's test images",
                        description=__doc__.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("model", help="model.safetensors, or a run folder holding one")
-    p.add_argument("--data", required=True, help="dataset root with testA/ testB/ (trainA/ trainB/ train the "
-                                                 "feature encoder)")
+    p.add_argument("model", help="model.safetensors, or a run folder (its model.safetensors; --step N: the model "
+                                 "it kept at step N)")
+    p.add_argument("--step", type=int, help="with a run folder: the model kept at this step (train --keep-every)")
+    p.add_argument("--data", help="dataset root with testA/ testB/ (trainA/ trainB/ train the feature encoder); "
+                                  "default: the data the run trained on")
     p.add_argument("--direction", choices=("a2b", "b2a", "both"), default="both")
     p.add_argument("--out", help="JSON results (default: eval.json next to the model, which the run's report shows)")
     p.add_argument("--compare", nargs="+", default=[], metavar="RUN_OR_MODEL", help="more runs to put side by side")
