@@ -21,7 +21,7 @@ from PIL import Image
 
 from translate.checkpoint import ArtifactError
 from translate.data import DataError, IMAGE_EXTENSIONS, check_image, load_rgb
-from translate.config import add_runtime_flags
+from translate.runtime import add_runtime_flags
 from translate.inference import DIRECTIONS, Translator
 
 ROOT = Path(__file__).resolve().parent

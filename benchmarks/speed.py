@@ -2,7 +2,7 @@
 
 Baseline: the loop of the reference PyTorch CycleGAN (`CycleGANModel.optimize_parameters`): eager fp32, batch 1,
 one G step then one D step, ResNet-9 generators with transposed-conv upsampling, 70x70 PatchGANs, LSGAN, cycle
-and identity L1, image pools. Fast path: `translate.engine.Trainer` with its defaults for the device
+and identity L1, image pools. Fast path: `translate.trainer.Trainer` with its defaults for the device
 (bf16 autocast and channels-last where the hardware has bf16, torch.compile and fused Adam on CUDA) and a larger
 batch. Both run alternately, so a change in machine load hits both alike.
 
@@ -33,7 +33,8 @@ sys.path.insert(0, str(ROOT))
 
 from translate.config import ModelConfig  # noqa: E402
 from translate.data import UnpairedBatches, UnpairedDataset, build_transform, collate, list_images  # noqa: E402
-from translate.engine import ImagePool, Trainer, cpu_has_bf16, resolve_device  # noqa: E402
+from translate.runtime import cpu_has_bf16, resolve_device  # noqa: E402
+from translate.trainer import ImagePool, Trainer  # noqa: E402
 from translate.inference import Translator  # noqa: E402
 from translate.nets import build_discriminator, build_generator  # noqa: E402
 from translate.recipes import recipe_config  # noqa: E402

@@ -14,7 +14,7 @@ import torch
 from conftest import tiny_config
 from translate.checkpoint import SaveError, load_state
 from translate.cli import main
-from translate.engine import NonFiniteError, Trainer
+from translate.trainer import NonFiniteError, Trainer
 
 
 def _poison_after(trainer, step):
@@ -85,9 +85,9 @@ def test_failed_save_keeps_the_previous_checkpoint(toy_root, tmp_path, monkeypat
 
 
 def test_failed_save_is_retried_when_configured(toy_root, tmp_path, monkeypatch):
-    import translate.engine as engine
+    import translate.trainer as trainer_module
     _disk_full_for_state(monkeypatch, fail_on={1})
-    monkeypatch.setattr(engine, "SAVE_RETRY_WAIT_S", 0)
+    monkeypatch.setattr(trainer_module, "SAVE_RETRY_WAIT_S", 0)
     trainer = Trainer(tiny_config(data=str(toy_root), max_steps=2, save_retries=1), tmp_path / "run")
     with pytest.warns(UserWarning, match="No space left on device; .*retrying"):
         trainer.fit()

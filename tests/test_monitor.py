@@ -13,7 +13,7 @@ from PIL import Image
 
 from conftest import tiny_config
 from translate.data import load_rgb, to_tensor
-from translate.engine import Trainer
+from translate.trainer import Trainer
 from translate.monitor import Finding, Monitor, nyquist_peak
 
 

@@ -11,7 +11,7 @@ from conftest import tiny_config
 from translate.checkpoint import load_state, read_model
 from translate.cli import main
 from translate.data import load_rgb, to_tensor
-from translate.engine import Trainer
+from translate.trainer import Trainer
 
 
 def paired_error(generator, root) -> tuple[float, float]:

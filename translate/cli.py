@@ -48,7 +48,7 @@ def train_config(args: argparse.Namespace) -> tuple[Config, Path]:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from .engine import Trainer
+    from .trainer import Trainer
     cfg, run_dir = train_config(args)
     trainer = Trainer(cfg, run_dir)
     t, world = cfg.train, trainer.world

@@ -129,20 +129,6 @@ class Config:
         return self
 
 
-PRECISIONS = ("auto", "fp32", "bf16")
-BACKENDS = ("torch", "onnxruntime")
-
-
-def add_runtime_flags(parser) -> None:
-    """--device, --precision and --backend, shared by `translate apply` and the app."""
-    parser.add_argument("--device", default="auto", help="cpu | cuda | cuda:N | auto")
-    parser.add_argument("--precision", choices=PRECISIONS, default="auto",
-                        help="bf16 autocast is about 2x faster where native (auto: on CUDA and bf16 CPUs)")
-    parser.add_argument("--backend", choices=BACKENDS, default="torch",
-                        help="onnxruntime: fp32 ONNX Runtime on the CPU, faster than fp32 PyTorch (1.8x at 1024 px) "
-                             "and slower than bf16 where the CPU has it; exports each direction first (~10 s)")
-
-
 def add_config_flags(parser: argparse.ArgumentParser) -> None:
     """One flag per config field (`lr_g` -> `--lr-g`); unset flags stay out of the parsed namespace so
     recipe defaults apply. Booleans: `--flip` / `--no-flip`."""

@@ -10,7 +10,6 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-import albumentations as A
 import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -132,6 +131,7 @@ def build_transform(load_size: int, crop_size: int, resize: bool = True, crop: b
 
     For evaluation (train=False) the shorter side goes straight to crop_size and the centre is kept.
     """
+    import albumentations as A  # here, not at the top: inference imports this module and never augments
     steps: list = [A.Lambda(image=limit_aspect, name="limit_aspect")]
     if not train:
         steps += [A.SmallestMaxSize(max_size=crop_size), A.CenterCrop(crop_size, crop_size)]

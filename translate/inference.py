@@ -19,10 +19,10 @@ from PIL import Image
 from torch import nn
 
 from .checkpoint import ArtifactError, read_model
-from .config import BACKENDS, PRECISIONS, ModelConfig
+from .config import ModelConfig
 from .data import to_rgb, to_tensor, to_uint8
-from .engine import cpu_has_bf16, resolve_device
 from .nets import build_generator
+from .runtime import BACKENDS, PRECISIONS, autocast, native_bf16, resolve_device
 
 DIRECTIONS = ("a2b", "b2a")
 
@@ -164,7 +164,7 @@ class Translator:
                                     f"({first_problem(exc)})") from None
             net.to(dev).eval()
         if precision == "auto":
-            precision = "bf16" if dev.type == "cuda" or (dev.type == "cpu" and cpu_has_bf16()) else "fp32"
+            precision = "bf16" if native_bf16(dev) else "fp32"
         return cls(generators, meta, dev, "fp32" if backend == "onnxruntime" else precision, backend)
 
     @property
@@ -230,7 +230,7 @@ class Translator:
         return torch.stack(out)
 
     def _autocast(self):
-        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16")
+        return autocast(self.device, self.precision == "bf16")
 
     def _blend_tiles(self, net: nn.Module, image: torch.Tensor, boxes: list, overlap: int,
                      batch_size: int) -> torch.Tensor:

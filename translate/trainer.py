@@ -1,11 +1,11 @@
-"""The one training engine behind every recipe: two generators, two discriminators, one step, one loop."""
+"""Nets, optimizers and the one training step shared by every recipe: two generators, two critics.
+
+`Trainer(cfg, run_dir).fit()` trains; the loop around the step (logging, samples, checkpoints, rollback,
+signals) is in run.py.
+"""
 from __future__ import annotations
 
-import contextlib
 import json
-import math
-import signal
-import threading
 import time
 import warnings
 from dataclasses import dataclass
@@ -14,31 +14,13 @@ from pathlib import Path
 import torch
 from torch import nn
 from torch.optim.swa_utils import AveragedModel
-from tqdm.auto import tqdm
 
-from . import distributed, losses
+from . import distributed, losses, runtime
 from .checkpoint import SaveError, export_model, load_state, save_state
 from .config import Config
+from .data import DataError, UnpairedBatches, list_images, scan
 from .monitor import Monitor
-from .report import write_report
-from .data import (DataError, UnpairedBatches, UnpairedDataset, build_transform, collate, list_images, load_rgb,
-                   scan, to_tensor)
 from .nets import build_discriminator, build_generator
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
-def cpu_has_bf16() -> bool:
-    """Whether this CPU runs bf16 convolutions natively (AVX512-BF16 or AMX): there bf16 autocast with
-    channels-last is about 1.8x faster than fp32 (docs/benchmarks.md); elsewhere it is slower."""
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        return False
 
 
 def _images_or_none(folder: Path) -> list[Path]:
@@ -118,7 +100,6 @@ class ImagePool:
 
 
 SAVE_RETRY_WAIT_S = 10
-MAX_ROLLBACKS = 5  # then the run stops: halving the LR again and again will not fix it
 
 
 class NonFiniteError(FloatingPointError):
@@ -129,7 +110,7 @@ class Trainer:
     """Builds nets, optimizers, schedulers, pools and EMA from a Config; `step()` trains on one batch,
     `fit()` runs the loop with logging, samples, checkpoints and export into `run_dir`.
 
-    Fast path (each part a config switch, on by default on CUDA): bf16 autocast, channels-last tensors,
+    Fast path (each part a config switch; runtime.py decides "auto"): bf16 autocast, channels-last tensors,
     torch.compile, fused Adam, cudnn.benchmark; losses stay on the device between log intervals.
     """
 
@@ -143,7 +124,7 @@ class Trainer:
                              "take 3 channels")
         if cfg.data.crop_size % 4:
             raise ValueError(f"--crop-size {cfg.data.crop_size} must be divisible by 4")
-        self.device = resolve_device(t.device)
+        self.device = runtime.resolve_device(t.device)
         self.world = distributed.init(self.device.type)
         if self.device.type == "cuda":
             self.device = torch.device("cuda", self.world.local_rank if self.world.distributed else
@@ -151,9 +132,8 @@ class Trainer:
             torch.cuda.set_device(self.device)
             torch.backends.cudnn.benchmark = True
         on_cuda = self.device.type == "cuda"
-        self.amp = t.amp == "bf16" or (t.amp == "auto" and (on_cuda or cpu_has_bf16()))
-        self.memory_format = (torch.channels_last if t.channels_last == "on" or (t.channels_last == "auto" and self.amp)
-                              else torch.contiguous_format)
+        self.amp = runtime.use_bf16(t.amp, self.device)
+        self.memory_format = runtime.memory_format(t.channels_last, self.amp)
         torch.manual_seed(t.seed)  # the same initial weights in every process
         self.g_ab, self.g_ba = (build_generator(cfg.model).to(self.device, memory_format=self.memory_format)
                                 for _ in range(2))
@@ -224,7 +204,7 @@ class Trainer:
 
     # --- one training step ------------------------------------------------------------------------------------
     def _autocast(self):
-        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp)
+        return runtime.autocast(self.device, self.amp)
 
     def _adversarial_g(self, critic: nn.Module, fake: torch.Tensor, real: torch.Tensor) -> tuple:
         t = self.cfg.train
@@ -315,37 +295,6 @@ class Trainer:
             return {k: avg.module for k, avg in self.ema.items()}
         return {"g_ab": self.g_ab, "g_ba": self.g_ba}
 
-    @torch.no_grad()
-    def sample_grid(self) -> torch.Tensor:
-        """Rows of real A | fake B | rec A || real B | fake A | rec B on the fixed sample images, in [0, 1]."""
-        from torchvision.utils import make_grid
-        g = self.generators()
-        for net in g.values():
-            net.eval()
-        real_a, real_b = self._fixed_samples()
-        fake_b, fake_a = g["g_ab"](real_a), g["g_ba"](real_b)
-        rec_a, rec_b = g["g_ba"](fake_b), g["g_ab"](fake_a)
-        n = min(len(real_a), len(real_b))
-        rows = torch.stack([real_a[:n], fake_b[:n], rec_a[:n], real_b[:n], fake_a[:n], rec_b[:n]], dim=1)
-        return make_grid(rows.flatten(0, 1).float().cpu().add(1).div(2).clamp(0, 1), nrow=6, padding=2,
-                         pad_value=1.0)
-
-    def _fixed_samples(self) -> tuple[torch.Tensor, torch.Tensor]:
-        if not hasattr(self, "_samples"):
-            size = self.cfg.data.crop_size
-            transform = build_transform(size, size, train=False)
-            batches = []
-            for files in (self.domains.test_a, self.domains.test_b):
-                images = []
-                stride = max(1, len(files) // self.cfg.train.n_samples)  # spread over the set, not its start
-                for path in files[::stride] + files:
-                    if len(images) == self.cfg.train.n_samples:
-                        break
-                    with contextlib.suppress(DataError):
-                        images.append(to_tensor(transform(image=load_rgb(path))["image"]))
-                batches.append(torch.stack(images).to(self.device))
-            self._samples = tuple(batches)
-        return self._samples
 
     # --- state ---------------------------------------------------------------------------------------------------
     def state_dict(self) -> dict:
@@ -418,152 +367,8 @@ class Trainer:
             "model": cfg.to_dict()["model"], "image_size": cfg.data.crop_size, "domains": list(self.domains.names),
             "recipe": cfg.train.recipe, "steps": self.step_count, "ema": bool(self.ema)})
 
-    # --- the loop --------------------------------------------------------------------------------------------------
-    def loader(self, start: int, stop: int) -> torch.utils.data.DataLoader:
-        """One loader for steps start..stop (workers live across epochs); the data depend only on seed and step."""
-        d = self.cfg.data
-        dataset = UnpairedDataset(self.domains.train_a, self.domains.train_b,
-                                  build_transform(d.load_size, d.crop_size, d.resize, d.crop, d.flip))
-        return torch.utils.data.DataLoader(dataset, batch_sampler=self.batches(start, stop), collate_fn=collate,
-                                           num_workers=d.workers, generator=torch.Generator(),
-                                           pin_memory=self.device.type == "cuda")
-
-    def _note_bad(self, messages: list[str], log) -> None:
-        for message in messages:
-            path, _, reason = message.partition(": ")
-            if path not in self.bad_files:
-                self.bad_files[path] = reason
-                log(f"skipped unreadable image {message}")
-
-    def _roll_back(self, reason: str, log) -> None:
-        """Reload the last saved state and halve both learning rates, or stop (--on-nan stop)."""
-        self.rollbacks += 1
-        if self.cfg.train.on_nan == "stop" or not self.state_path.is_file() or self.rollbacks > MAX_ROLLBACKS:
-            raise NonFiniteError(f"{reason}; stopped (no checkpoint was written with these values). "
-                                 "Try lower --lr-g/--lr-d, --spectral-norm or --adversarial lsgan")
-        self.resume()
-        for sched in (self.sched_g, self.sched_d):
-            sched.base_lrs = [lr / 2 for lr in sched.base_lrs]
-            for group, base in zip(sched.optimizer.param_groups, sched.base_lrs):
-                group["lr"] = base * self._lr_factor(sched.last_epoch)
-        log(f"{reason}: rolled back to step {self.step_count} and halved the learning rates "
-            f"(lr_g {self.opt_g.param_groups[0]['lr']:.3g}, lr_d {self.opt_d.param_groups[0]['lr']:.3g})")
-
     def fit(self, resume: bool = False, stop_at: int | None = None) -> dict:
         """Train to total_steps (or pause at step `stop_at`, saving the state); returns the last logged
-        metrics. SIGINT or SIGTERM finish the current step, save the state and raise KeyboardInterrupt."""
-        if resume:
-            self.resume()
-        main = self.world.is_main
-        end = min(self.total_steps, stop_at or self.total_steps)
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        writer = None
-        if main:
-            from torch.utils.tensorboard import SummaryWriter
-            self.cfg.save(self.run_dir / "config.json")
-            writer = SummaryWriter(str(self.run_dir / "tensorboard"))
-        bar = tqdm(total=end, initial=self.step_count, desc=self.run_dir.name, unit="step", dynamic_ncols=True,
-                   disable=not main)
-        metrics: dict = {}
-        self.stop_signal, self.rollbacks = None, 0
-        with _deferred_signals(self):
-            try:
-                while self.step_count < end:
-                    try:
-                        metrics = self._run(end, bar, writer) or metrics
-                    except NonFiniteError as exc:
-                        self._roll_back(str(exc), bar.write)
-            finally:
-                bar.close()
-                if writer is not None:
-                    writer.close()
-        if main and self.bad_files:
-            (self.run_dir / "skipped.txt").write_text(
-                "".join(f"{p}: {r}\n" for p, r in sorted(self.bad_files.items())))
-            print(f"skipped {len(self.bad_files)} unreadable image(s); listed in {self.run_dir / 'skipped.txt'}")
-        return metrics
-
-    def _run(self, end: int, bar, writer) -> dict:
-        """Steps from the current one to `end`: log, sample and save at their intervals."""
-        t, main = self.cfg.train, self.world.is_main
-        sums: dict[str, torch.Tensor] = {}
-        metrics: dict = {}
-        tick, tick_step = time.perf_counter(), self.step_count
-        with (self.run_dir / "metrics.jsonl").open("a") if main else contextlib.nullcontext() as log_file:
-            for batch in self.loader(self.step_count, end):
-                self._note_bad(batch["bad"], bar.write)
-                for key, value in self.step(batch["a"], batch["b"]).items():
-                    sums[key] = sums.get(key, 0) + value
-                bar.update(1)
-                s = self.step_count
-                if self.stop_signal is not None:
-                    if main:
-                        bar.write(f"{signal.Signals(self.stop_signal).name}: saving state at step {s}")
-                        self.save()
-                    raise KeyboardInterrupt
-                if s % t.log_every == 0 or s == end:
-                    n, elapsed = s - tick_step, time.perf_counter() - tick
-                    metrics = {"step": s, **{k: float(v) / n for k, v in sums.items()},
-                               "lr_g": self.opt_g.param_groups[0]["lr"], "lr_d": self.opt_d.param_groups[0]["lr"],
-                               "images_per_s": n * t.batch_size * self.world.world_size / elapsed,
-                               "step_time_s": elapsed / n}
-                    if main:
-                        self._check_health(s, metrics, bar, writer)
-                    if not all(math.isfinite(v) for v in metrics.values()):  # checked before every save too
-                        raise NonFiniteError(f"non-finite loss between steps {tick_step} and {s}")
-                    if main:
-                        log_file.write(json.dumps({**metrics, "findings": sorted(self.monitor.active)}) + "\n")
-                        log_file.flush()
-                        for k, v in metrics.items():
-                            if k != "step":
-                                writer.add_scalar(k, v, s)
-                        bar.set_postfix({**{k: f"{metrics[k]:.3g}" for k in ("g_adv", "g_cycle", "d_a", "d_b")},
-                                         "health": ",".join(sorted(self.monitor.active)) or "ok"})
-                    sums, tick, tick_step = {}, time.perf_counter(), s
-                if main and (s % t.sample_every == 0 or s == end):
-                    self.write_samples(writer)
-                    try:
-                        write_report(self.run_dir)
-                    except OSError as exc:  # the report is a view; training goes on (a full disk stops the save)
-                        bar.write(f"could not write {self.run_dir / 'report.html'}: {exc.strerror or exc}")
-                if main and (s % t.save_every == 0 or s == end):
-                    if not all(bool(torch.isfinite(v)) for v in sums.values()):
-                        raise NonFiniteError(f"non-finite loss between steps {tick_step} and {s}")
-                    self.save()
-        return metrics
-
-    def _check_health(self, step: int, metrics: dict, bar, writer) -> None:
-        """Feed the monitor; each new finding goes to findings.jsonl, TensorBoard and the console."""
-        for finding in self.monitor.update(step, metrics, self.last_batch):
-            with (self.run_dir / "findings.jsonl").open("a") as f:
-                f.write(json.dumps({"step": step, **finding.to_dict()}) + "\n")
-            writer.add_text(f"findings/{finding.name}", f"since step {finding.since_step}: {finding.evidence}\n\n"
-                            + "\n".join(f"- `{r}`" for r in finding.remedies), step)
-            bar.write(f"health: {finding}\n  try: " + " | ".join(finding.remedies))
-
-    def write_samples(self, writer=None) -> Path:
-        from torchvision.utils import save_image
-        grid = self.sample_grid()
-        path = self.run_dir / "samples" / f"step_{self.step_count:07d}.png"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        save_image(grid, path)
-        if writer is not None:
-            writer.add_image("samples", grid, self.step_count)
-        return path
-
-
-@contextlib.contextmanager
-def _deferred_signals(trainer: Trainer):
-    """While training, SIGINT/SIGTERM only set trainer.stop_signal; the loop stops at the next step boundary,
-    so the saved state is always a consistent one."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    def handler(signum, frame):
-        trainer.stop_signal = signum
-    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
+        metrics. See run.fit."""
+        from .run import fit
+        return fit(self, resume, stop_at)

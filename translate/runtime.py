@@ -1,0 +1,57 @@
+"""Device and precision policy shared by training, inference and the app (imports no training code).
+
+bf16 autocast is chosen automatically only where it is native (CUDA, or a CPU with AVX512-BF16/AMX): without
+native bf16 it is slower than fp32. Measured speeds are in docs/benchmarks.md, not here.
+"""
+from __future__ import annotations
+
+import torch
+
+PRECISIONS = ("auto", "fp32", "bf16")
+BACKENDS = ("torch", "onnxruntime")
+
+
+def resolve_device(name: str) -> torch.device:
+    """"auto" is CUDA when present, else the CPU; any other name is passed to torch.device."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def cpu_has_bf16() -> bool:
+    """Whether this CPU runs bf16 convolutions natively (AVX512-BF16 or AMX)."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def native_bf16(device: torch.device) -> bool:
+    """Whether bf16 autocast is native on `device`: the "auto" choice of training and inference."""
+    return device.type == "cuda" or (device.type == "cpu" and cpu_has_bf16())
+
+
+def use_bf16(setting: str, device: torch.device) -> bool:
+    """A precision setting ("bf16", "auto", or fp32 as "fp32"/"off") resolved for `device`."""
+    return setting == "bf16" or (setting == "auto" and native_bf16(device))
+
+
+def memory_format(setting: str, bf16: bool) -> torch.memory_format:
+    """Channels-last for "on", and for "auto" together with bf16 (where oneDNN/cuDNN prefer it)."""
+    return torch.channels_last if setting == "on" or (setting == "auto" and bf16) else torch.contiguous_format
+
+
+def autocast(device: torch.device, enabled: bool):
+    """bf16 autocast on `device` when enabled, else a no-op context."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled)
+
+
+def add_runtime_flags(parser) -> None:
+    """--device, --precision and --backend, shared by `translate apply` and the app."""
+    parser.add_argument("--device", default="auto", help="cpu | cuda | cuda:N | auto")
+    parser.add_argument("--precision", choices=PRECISIONS, default="auto",
+                        help="bf16 autocast (auto: on CUDA and on CPUs with native bf16; see docs/benchmarks.md "
+                             "for measured speeds)")
+    parser.add_argument("--backend", choices=BACKENDS, default="torch",
+                        help="onnxruntime: fp32 ONNX Runtime on the CPU (exports each direction first, ~10 s; "
+                             "see docs/benchmarks.md for measured speeds)")
