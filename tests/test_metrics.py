@@ -102,3 +102,25 @@ def test_inception_is_only_read_from_disk(tmp_path, monkeypatch):
     assert metrics.find_inception() == weights
     features = metrics.InceptionFeatures(weights)(torch.zeros(1, 3, 32, 32))
     assert features.shape == (1, 2048) and torch.isfinite(features).all()
+
+
+@pytest.mark.parametrize("rgb", [(0.9, 0.2, 0.1), (0.2, 0.7, 0.3), (0.3, 0.3, 0.9), (0.5, 0.45, 0.4)])
+def test_hue_histogram_distance_reads_a_hue_rotation_in_degrees(rgb):
+    from torchvision.transforms.functional import adjust_hue  # an HSV rotation, independent of ours
+    x = torch.tensor(rgb).view(1, 3, 1, 1).expand(2, 3, 8, 8)
+    for degrees in (20, 50, -90):
+        turned = adjust_hue(x, degrees / 360) * 2 - 1
+        assert metrics.hue_histogram_distance(x * 2 - 1, turned) == pytest.approx(abs(degrees), abs=3)
+    greys = torch.linspace(-1, 1, 5).view(5, 1, 1, 1).expand(5, 3, 8, 8)  # black, greys, white weigh nothing
+    assert metrics.hue_histogram_distance(torch.cat([x * 2 - 1, greys]), turned) == pytest.approx(90, abs=3)
+    assert math.isnan(metrics.hue_histogram_distance(greys, turned))
+
+
+def test_hue_histograms_of_batches_add_up_and_half_the_mass_moved_is_half_the_distance():
+    x, y = torch.rand(4, 3, 16, 16) * 2 - 1, torch.rand(3, 3, 8, 8) * 2 - 1
+    joint = metrics.hue_histogram(torch.cat([x[..., :8, :8], y]))
+    assert torch.allclose(joint, metrics.hue_histogram(x[..., :8, :8]) + metrics.hue_histogram(y))
+    red, green = torch.tensor([1.0, -1, -1]).view(1, 3, 1, 1), torch.tensor([-1.0, 1, -1]).view(1, 3, 1, 1)
+    both = torch.cat([red, green])
+    assert metrics.hue_histogram_distance(both, torch.cat([red, red])) == pytest.approx(60)  # half moves 120
+    assert metrics.hue_histogram_distance(both, both.flip(0)) == 0
