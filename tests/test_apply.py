@@ -122,7 +122,7 @@ def test_clashing_names_are_kept_apart(model, tmp_path):
     _rgb(16, 16).save(tmp_path / "in" / "a.png")
     _rgb(16, 16, 1).save(tmp_path / "in" / "a.jpg")
     assert main([str(model), str(tmp_path / "in"), "--out", str(tmp_path / "out")]) == EXIT_OK
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.png", "a_png.png"]
+    assert sorted(p.name for p in (tmp_path / "out").glob("*.png")) == ["a.png", "a_png.png"]
 
 
 @pytest.mark.parametrize("args,message", [

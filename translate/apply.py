@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import glob
+import math
 import os
 import sys
 import time
@@ -18,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .checkpoint import model_file
-from .config import add_runtime_flags
+from .runtime import add_runtime_flags
 
 EXIT_OK, EXIT_NONE, EXIT_USAGE, EXIT_PARTIAL = 0, 1, 2, 3
 
@@ -65,9 +66,10 @@ def _sources(spec: str, out: Path) -> list[tuple[Path, Path]]:
         files = (Path(f) for f in glob.glob(spec, recursive=True))
     else:
         raise FileNotFoundError(f"{spec}: no such file or folder")
-    out_inside = out.resolve() if root.resolve() in out.resolve().parents else None  # skip earlier outputs
-    found = sorted(f for f in files if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS
-                   and out_inside not in f.resolve().parents)
+    if root.resolve() == out.resolve() or root.resolve() in out.resolve().parents:
+        raise ValueError(f"--out {out} is inside the input folder {root}: outputs would land among the inputs "
+                         "(and be read as inputs next time); choose an --out outside it")
+    found = sorted(f for f in files if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS)
     if not found:
         raise FileNotFoundError(f"{spec}: no images found")
     return [(f, f.relative_to(root)) for f in found]
@@ -85,24 +87,46 @@ def _leading_plain_parts(pattern: Path) -> list[str]:
 
 def plan(inputs: list[str], out: Path, fmt: str, suffix: str) -> list[Job]:
     """One job per input image: where its output goes. Outputs that would clash get the source's extension
-    added to their name."""
+    added to their name, then a number."""
+    if Path(suffix).name != suffix or suffix in (".", ".."):
+        raise ValueError(f"--suffix {suffix!r} must not contain a path separator: outputs stay inside --out")
     jobs, taken = [], set()
     for spec in inputs:
         for source, rel in _sources(spec, out):
-            target = out / rel.parent / f"{rel.stem}{suffix}.{fmt}"
-            if target in taken:
-                target = out / rel.parent / f"{rel.stem}_{rel.suffix.lstrip('.')}{suffix}.{fmt}"
+            stem, n = rel.stem, 1
+            target = out / rel.parent / f"{stem}{suffix}.{fmt}"
+            while target in taken:
+                n += 1
+                stem = f"{rel.stem}_{rel.suffix.lstrip('.')}" + (f"_{n}" if n > 2 else "")
+                target = out / rel.parent / f"{stem}{suffix}.{fmt}"
             taken.add(target)
             jobs.append(Job(source, target))
     return jobs
 
 
-def _save(image, path: Path, fmt: str) -> None:
-    """Write through a temporary file, so an interrupted run never leaves a half-written image."""
+MANIFEST = ".translate-apply"  # in --out: the files apply wrote there, one relative path a line
+
+
+def written_before(out: Path) -> set[str]:
+    """The outputs an earlier `apply` wrote into `out` (the only existing files it may replace)."""
+    try:
+        return set((out / MANIFEST).read_text(encoding="utf-8").splitlines())
+    except OSError:
+        return set()
+
+
+def _save(image, path: Path, fmt: str, out: Path) -> None:
+    """Write through a temporary file, so an interrupted run never leaves a half-written image, then record it in
+    out's manifest."""
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(f".{path.name}.part")
-    image.save(partial, format="PNG" if fmt == "png" else "JPEG", **({"quality": 95} if fmt == "jpg" else {}))
-    os.replace(partial, path)
+    try:
+        image.save(partial, format="PNG" if fmt == "png" else "JPEG", **({"quality": 95} if fmt == "jpg" else {}))
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
+    with (out / MANIFEST).open("a", encoding="utf-8") as manifest:
+        manifest.write(path.relative_to(out).as_posix() + "\n")
 
 
 def _side_by_side(left, right):
@@ -117,12 +141,17 @@ def cmd_apply(args: argparse.Namespace) -> int:
     from PIL import Image
     from tqdm.auto import tqdm
 
-    from .data import DataError, load_rgb
+    from .data import MAX_PIXELS, DataError, load_rgb
     from .inference import Translator
 
     for flag in ("batch_size", "size", "tile"):
         if getattr(args, flag) is not None and getattr(args, flag) < 1:
             raise ValueError(f"--{flag.replace('_', '-')} must be a positive number")
+    if args.overlap < 0:
+        raise ValueError(f"--overlap {args.overlap} must be 0 or more")
+    if args.size and args.size ** 2 > MAX_PIXELS:
+        raise ValueError(f"--size {args.size} makes every image at least {args.size ** 2 / 1e6:.0f} megapixels; "
+                         f"the limit is {MAX_PIXELS / 1e6:.0f} (--size {math.isqrt(MAX_PIXELS)} at most)")
     out = Path(args.out)
     jobs = plan(args.inputs, out, args.format, args.suffix)
     model = model_file(args.model, args.step)
@@ -131,6 +160,7 @@ def cmd_apply(args: argparse.Namespace) -> int:
     if args.tile and args.tile - args.overlap < translator.multiple:
         raise ValueError(f"--tile {args.tile} must exceed --overlap {args.overlap} by at least {translator.multiple}")
     inputs = {j.source.resolve() for j in jobs}
+    ours = written_before(out)
     done: list[Job] = []
     skipped: list[tuple[Path, str]] = []
     start = time.perf_counter()
@@ -141,7 +171,7 @@ def cmd_apply(args: argparse.Namespace) -> int:
             outputs = translator(
                 [image for _, image in batch], args.direction, batch_size=args.batch_size, tile=args.tile,
                 overlap=args.overlap)
-        except (RuntimeError, ValueError) as exc:  # e.g. out of memory, or an image too small for the net
+        except (RuntimeError, ValueError, MemoryError) as exc:  # out of memory, an image too small for the net
             if len(batch) > 1:  # one image the net cannot take must not sink the others
                 for item in batch:
                     finish([item])
@@ -151,7 +181,7 @@ def cmd_apply(args: argparse.Namespace) -> int:
             return
         for (job, image), result in zip(batch, outputs):
             try:
-                _save(_side_by_side(image, result) if args.side_by_side else result, job.target, args.format)
+                _save(_side_by_side(image, result) if args.side_by_side else result, job.target, args.format, out)
                 done.append(job)
             except OSError as exc:
                 skipped.append((job.source, f"could not write {job.target} ({exc.strerror or exc})"))
@@ -165,6 +195,11 @@ def cmd_apply(args: argparse.Namespace) -> int:
                                             "choose another --out or a --suffix"))
                 bar.update(1)
                 continue
+            if job.target.exists() and job.target.relative_to(out).as_posix() not in ours:
+                skipped.append((job.source, f"{job.target} already exists and was not written by translate apply; "
+                                            "not replaced (choose another --out or a --suffix)"))
+                bar.update(1)
+                continue
             try:
                 image = Image.fromarray(load_rgb(job.source))
             except DataError as exc:
@@ -173,8 +208,13 @@ def cmd_apply(args: argparse.Namespace) -> int:
                 continue
             if args.size:
                 scale = args.size / min(image.size)
-                image = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))),
-                                     Image.Resampling.LANCZOS)
+                width, height = max(1, round(image.width * scale)), max(1, round(image.height * scale))
+                if width * height > MAX_PIXELS:
+                    skipped.append((job.source, f"--size {args.size} would make it {width}x{height}, over the "
+                                                f"{MAX_PIXELS / 1e6:.0f} megapixel limit"))
+                    bar.update(1)
+                    continue
+                image = image.resize((width, height), Image.Resampling.LANCZOS)
             batch.append((job, image))
             if len(batch) == args.batch_size:
                 finish(batch)

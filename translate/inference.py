@@ -8,6 +8,7 @@ each other and with the untiled result away from the seams.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import tempfile
 import threading
 from pathlib import Path
@@ -46,6 +47,25 @@ def first_problem(exc: Exception) -> str:
     """The first specific line of a load_state_dict error (its full text lists every mismatched tensor)."""
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
     return lines[1] if len(lines) > 1 else str(exc)
+
+
+def check_weights(path: str | Path, name: str, state: dict[str, torch.Tensor],
+                  expected: dict[str, torch.Tensor]) -> None:
+    """ArtifactError naming `path` unless `state` has exactly the tensors of `expected` (same names and shapes,
+    floating point where the net's are) and all of them finite."""
+    if state.keys() != expected.keys():
+        odd = sorted(state.keys() ^ expected.keys())
+        raise ArtifactError(f"{path}: weights do not fit the model in its metadata ({len(odd)} tensor names differ "
+                            f"in {name}, e.g. {odd[0]})")
+    for key, want in expected.items():
+        got = state[key]
+        if got.shape != want.shape:
+            raise ArtifactError(f"{path}: weights do not fit the model in its metadata (size mismatch for "
+                                f"{name}.{key}: {tuple(got.shape)} in the file, {tuple(want.shape)} in the config)")
+        if want.is_floating_point() and not got.is_floating_point():
+            raise ArtifactError(f"{path}: {name}.{key} holds {got.dtype} values; model weights are floating point")
+        if got.is_floating_point() and not bool(torch.isfinite(got).all()):
+            raise ArtifactError(f"{path}: {name}.{key} holds NaN or infinite values; the model is unusable")
 
 
 def size_rule(model: ModelConfig) -> tuple[int, int]:
@@ -147,15 +167,23 @@ class Translator:
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
         nets_state, meta = read_model(path)
-        if set(nets_state) != {"g_ab", "g_ba"} or "model" not in meta:
+        if set(nets_state) != {"g_ab", "g_ba"} or not isinstance(meta.get("model"), dict):
             raise ArtifactError(f"{path}: expected generators g_ab and g_ba with a model config")
+        domains = meta.get("domains", ["A", "B"])
+        if not (isinstance(domains, list) and len(domains) == 2 and all(isinstance(d, str) for d in domains)):
+            raise ArtifactError(f"{path}: its metadata names {domains!r} as domains; a model has two, by name")
         dev = resolve_device(device)
         if backend == "onnxruntime" and dev.type != "cpu":
             raise ValueError("the onnxruntime backend runs on the CPU: use --device cpu, or the torch backend")
         try:
-            generators = {name: build_generator(ModelConfig(**meta["model"])) for name in nets_state}
+            with torch.device("meta"):  # shapes only: a config that claims a huge net costs no memory here
+                expected = build_generator(ModelConfig(**meta["model"])).state_dict()
         except (TypeError, ValueError, RuntimeError) as exc:
             raise ArtifactError(f"{path}: the model config in its metadata is invalid ({exc})") from None
+        for name, state in nets_state.items():
+            check_weights(path, name, state, expected)
+        meta = {**meta, "model": dataclasses.asdict(ModelConfig(**meta["model"]))}  # a partial config completed
+        generators = {name: build_generator(ModelConfig(**meta["model"])) for name in nets_state}
         for name, net in generators.items():
             try:
                 net.load_state_dict({k: v.float() for k, v in nets_state[name].items()})

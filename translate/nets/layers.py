@@ -47,7 +47,10 @@ def upsample_block(kind: str, c_in: int, c_out: int, bias: bool) -> list[nn.Modu
 
 
 def init_weights(net: nn.Module, gain: float = 0.02) -> nn.Module:
-    """Conv weights ~ N(0, gain), norm scales ~ N(1, gain), biases 0 (the reference CycleGAN init)."""
+    """Conv weights ~ N(0, gain), norm scales ~ N(1, gain), biases 0 (the reference CycleGAN init). Nets built on the
+    meta device (shapes only) are left as they are: initialising there costs seconds of one-time set-up."""
+    if any(p.is_meta for p in net.parameters()):
+        return net
     for m in net.modules():
         if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
             weight = getattr(m, "weight_orig", m.weight)  # spectral norm keeps the raw weight here
