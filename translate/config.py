@@ -8,9 +8,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 
-def opt(default, help: str, choices: tuple | None = None):
-    """A dataclass field that also describes its CLI flag."""
-    return field(default=default, metadata={"help": help, "choices": choices})
+def opt(default, help: str, choices: tuple | None = None, hidden: bool = False):
+    """A dataclass field that also describes its CLI flag (`hidden`: accepted but left out of --help, for fields
+    with one valid value today)."""
+    return field(default=default, metadata={"help": help, "choices": choices, "hidden": hidden})
 
 
 @dataclass
@@ -22,12 +23,14 @@ class ModelConfig:
     g_norm: str = opt("instance", "generator normalisation", ("instance", "batch", "none"))
     dropout: float = opt(0.0, "generator dropout")
     upsample: str = opt("resize-conv", "generator upsampling", ("resize-conv", "transpose", "antialiased"))
-    discriminator: str = opt("patchgan", "discriminator net", ("patchgan",))
+    residual: bool = opt(False, "generator learns a change to its input (output = input + change, clamped to "
+                         "[-1, 1]; the change starts at zero, so training starts from the identity)")
+    discriminator: str = opt("patchgan", "discriminator net", ("patchgan",), hidden=True)
     ndf: int = opt(64, "discriminator width")
     n_layers: int = opt(3, "PatchGAN stride-2 layers (3 = 70x70 patches)")
     d_norm: str = opt("instance", "discriminator normalisation", ("instance", "batch", "none"))
     spectral_norm: bool = opt(False, "spectral norm on every discriminator conv")
-    channels: int = opt(3, "image channels")
+    channels: int = opt(3, "image channels (training loads RGB: 3)", hidden=True)
     init_gain: float = opt(0.02, "std of the normal weight init")
 
 
@@ -80,11 +83,14 @@ class TrainConfig:
     save_retries: int = opt(0, "retries of a failed checkpoint write (disk full...), 10 s apart, before stopping")
     on_nan: str = opt("rollback", "on a non-finite loss or weight: reload the last good state at half the LR, "
                       "or stop", ("rollback", "stop"))
-    name: str | None = opt(None, "run name: the run folder is RUNS_DIR/NAME")
+    name: str | None = opt(None, "run name: the run folder is RUNS_DIR/NAME; default: the data folder's name "
+                           "and the recipe, e.g. emoji-style-cyclegan")
     runs_dir: str = opt("runs", "where run folders go")
     log_every: int = opt(50, "steps between metric logs")
     sample_every: int = opt(500, "steps between sample grids")
     save_every: int = opt(1000, "steps between resume checkpoints and model exports")
+    keep_every: int = opt(0, "also keep the exported model every N steps as models/step_NNNNNNN.safetensors "
+                          "(0 = off); `apply`/`eval` pick one with --step")
     n_samples: int = opt(4, "fixed test images per domain in sample grids")
 
 
@@ -129,15 +135,19 @@ class Config:
         return self
 
 
-def add_config_flags(parser: argparse.ArgumentParser) -> None:
+def add_config_flags(parser: argparse.ArgumentParser, defaults: "Config | None" = None) -> None:
     """One flag per config field (`lr_g` -> `--lr-g`); unset flags stay out of the parsed namespace so
-    recipe defaults apply. Booleans: `--flip` / `--no-flip`."""
+    recipe defaults apply; --help shows the values of `defaults` (a recipe's config). Booleans: `--flip` /
+    `--no-flip`."""
+    defaults = defaults or Config()
     for section in (ModelConfig, DataConfig, TrainConfig):
-        group = parser.add_argument_group(section.__name__.replace("Config", "").lower())
+        name = section.__name__.replace("Config", "").lower()
+        group = parser.add_argument_group(name)
         for f in dataclasses.fields(section):
             flag = "--" + f.name.replace("_", "-")
             default = f.default
-            help_text = f"{f.metadata['help']} (default: {default})"
+            help_text = (argparse.SUPPRESS if f.metadata["hidden"] else
+                         f"{f.metadata['help']} (default: {getattr(getattr(defaults, name), f.name)})")
             if isinstance(default, bool):
                 group.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction,
                                    default=argparse.SUPPRESS, help=help_text)

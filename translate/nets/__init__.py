@@ -4,7 +4,7 @@ from __future__ import annotations
 from torch import nn
 
 from .discriminators import PatchDiscriminator
-from .generators import ResnetGenerator, UnetGenerator
+from .generators import ResidualGenerator, ResnetGenerator, UnetGenerator
 from .layers import init_weights
 
 
@@ -32,8 +32,10 @@ def _pick(registry: dict, name: str, kind: str):
 
 
 def build_generator(cfg) -> nn.Module:
-    """A generator from a ModelConfig, initialised N(0, cfg.init_gain)."""
-    return init_weights(_pick(GENERATORS, cfg.generator, "generator")(cfg), cfg.init_gain)
+    """A generator from a ModelConfig, initialised N(0, cfg.init_gain); with cfg.residual, wrapped to learn a
+    change to its input that starts at zero."""
+    net = init_weights(_pick(GENERATORS, cfg.generator, "generator")(cfg), cfg.init_gain)
+    return ResidualGenerator(net) if cfg.residual else net
 
 
 def build_discriminator(cfg) -> nn.Module:

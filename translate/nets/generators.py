@@ -90,3 +90,26 @@ class UnetGenerator(nn.Module):
                 x = torch.cat([x, features.pop()], dim=1)
             x = layer(x)
         return x
+
+
+class ResidualGenerator(nn.Module):
+    """output = clamp(input + change, -1, 1), the change being the wrapped generator's last conv without its Tanh.
+
+    That conv starts at zero, so the untrained net is the identity: training starts from "input unchanged" and
+    only learns what differs between the domains, which keeps shapes and colours the domains share. A clamp, not
+    a Tanh: near-white and near-black pixels keep their full gradient (tanh(atanh(x) + r) saturates there)."""
+
+    def __init__(self, net: nn.Module):
+        super().__init__()
+        convs = [m for m in net.modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))]
+        tanhs = [name for name, m in net.named_modules() if isinstance(m, nn.Tanh)]
+        if not tanhs:
+            raise ValueError("a residual generator wraps a net that ends in Tanh")
+        net.get_submodule(tanhs[-1].rpartition(".")[0]).register_module(tanhs[-1].rpartition(".")[2], nn.Identity())
+        nn.init.zeros_(convs[-1].weight)
+        if convs[-1].bias is not None:
+            nn.init.zeros_(convs[-1].bias)
+        self.body = net
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x + self.body(x)).clamp(-1, 1)
