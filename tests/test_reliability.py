@@ -5,6 +5,7 @@ import base64
 import dataclasses
 import errno
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -522,3 +523,140 @@ def test_a_data_url_upload_is_checked_before_anything_decodes_it(model, monkeypa
     with pytest.raises(gr.Error, match="over the 20mb upload limit"):
         image.preprocess(FileData(path="", url=_data_url(b"\0" * (app.MAX_FILE_BYTES + 1))))
     assert app.build_app(store).delete_cache == app.DELETE_CACHE
+
+
+# --- the run folder ---------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("flags,parts", [
+    (["--batch-size", "0"], ["--batch-size 0 must be 1 or more"]),
+    (["--log-every", "0"], ["--log-every 0 must be 1 or more"]),
+    (["--save-every", "0"], ["--save-every 0 must be 1 or more"]),
+    (["--sample-every", "0"], ["--sample-every 0 must be 1 or more"]),
+    (["--n-samples", "0"], ["--n-samples 0 must be 1 or more"]),
+    (["--g-steps", "0"], ["--g-steps 0 must be 1 or more"]),
+    (["--d-steps", "0"], ["--d-steps 0 must be 1 or more"]),
+    (["--pool-size", "-1"], ["--pool-size -1 must be 0 or more"]),
+    (["--ngf", "0"], ["--ngf 0 must be 1 or more"]),
+    (["--max-steps", "0"], ["--max-steps 0 must be 1 or more"]),
+    (["--epochs", "0"], ["--epochs 0 must be 1 or more"]),
+    (["--crop-size", "0"], ["--crop-size 0 must be 1 or more"]),
+    (["--device", "banana"], ["--device banana: not a device"]),
+    (["--device", "cuda"], ["--device cuda: no CUDA GPU is available here"]),
+    (["--generator", "unet"], ["--crop-size 32 does not fit a U-Net of depth 6", "multiples of 64"]),
+    (["--model", "dualgan", "--paper-nets"], ["--crop-size 32 does not fit a U-Net of depth 8"]),
+    (["--n-layers", "5"], ["--crop-size 32 is too small for a PatchGAN with --n-layers 5"]),
+], ids=lambda v: v[0] if isinstance(v, list) and v and v[0].startswith("--") else None)
+def test_every_bad_training_flag_is_one_line_before_any_folder(flags, parts, toy_root, tmp_path, capsys):
+    if "cuda" in flags and torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    runs = tmp_path / "runs"
+    code, _, err = run(["train", "--data", str(toy_root), "--runs-dir", str(runs), *TINY, "--max-steps", "1",
+                        *flags], capsys)
+    assert_one_clear_line(code, err, *parts)
+    assert not runs.exists()
+
+
+def _train(args: list[str], capsys) -> tuple[int, str, str]:
+    return run(["train", *TINY, "--log-every", "1", "--sample-every", "2", "--save-every", "2", *args], capsys)
+
+
+@pytest.fixture
+def finished(toy_root, tmp_path, capsys) -> Path:
+    """runs/r: a finished 2-step run."""
+    code, _, err = _train(["--data", str(toy_root), "--runs-dir", str(tmp_path / "runs"), "--name", "r",
+                           "--max-steps", "2"], capsys)
+    assert code == 0, err
+    return tmp_path / "runs" / "r"
+
+
+def test_an_existing_run_is_never_replaced_without_resume(finished, toy_root, capsys):
+    before = _snapshot(finished)
+    code, _, err = _train(["--data", str(toy_root), "--runs-dir", str(finished.parent), "--name", "r",
+                           "--max-steps", "2"], capsys)
+    assert_one_clear_line(code, err, "already holds a run", f"--resume --name r --runs-dir {finished.parent}",
+                          "--name r-2")
+    assert _snapshot(finished) == before
+
+
+def test_resume_of_a_finished_run_says_so_and_writes_nothing(finished, capsys):
+    before = _snapshot(finished)
+    code, out, _ = run(["train", "--resume", "--name", "r", "--runs-dir", str(finished.parent)], capsys)
+    assert code == 0 and "already finished (2 of 2 steps); nothing to do" in out and "--max-steps 4" in out
+    assert _snapshot(finished) == before
+
+
+@pytest.mark.parametrize("flags,parts", [
+    (["--lr-g", "0.001"], ["--lr-g cannot change on --resume", "0.0002"]),
+    (["--optimizer", "rmsprop"], ["--optimizer cannot change on --resume"]),
+    (["--crop-size", "64", "--load-size", "64"], ["--crop-size cannot change on --resume"]),
+    (["--ngf", "16"], ["--ngf cannot change on --resume"]),
+    (["--batch-size", "2"], ["--batch-size cannot change on --resume"]),
+], ids=["lr-g", "optimizer", "crop-size", "ngf", "batch-size"])
+def test_resume_refuses_a_change_it_cannot_make_and_keeps_the_run(finished, capsys, flags, parts):
+    before = _snapshot(finished)
+    code, _, err = run(["train", "--resume", "--name", "r", "--runs-dir", str(finished.parent), "--max-steps", "4",
+                        *flags], capsys)
+    assert_one_clear_line(code, err, *parts)
+    assert _snapshot(finished) == before  # config.json above all: a plain --resume still works
+
+
+def test_resume_extends_from_another_folder_and_says_what_changed(finished, tmp_path, monkeypatch, capsys):
+    """The run was started with a relative --data from one folder and is resumed from another."""
+    monkeypatch.chdir(finished.parent.parent)
+    (tmp_path / "data").symlink_to(Path(json.loads((finished / "config.json").read_text())["data"]["data"]))
+    code, _, err = _train(["--data", "data", "--runs-dir", "runs", "--name", "rel", "--max-steps", "2"], capsys)
+    assert code == 0, err
+    monkeypatch.chdir(tmp_path / "runs")
+    code, out, err = run(["train", "--resume", "--name", "rel", "--runs-dir", ".", "--max-steps", "4",
+                          "--log-every", "2"], capsys)
+    assert code == 0, err
+    assert "resume: --max-steps 2 -> 4" in out and "resume: --log-every 1 -> 2" in out
+    assert "the LR at this step goes from 0 to 1" in out  # stated, not a silent sawtooth
+    assert json.loads((tmp_path / "runs" / "rel" / "config.json").read_text())["train"]["max_steps"] == 4
+
+
+def test_a_second_run_in_the_same_folder_is_refused_while_one_trains(finished, toy_root, capsys):
+    from translate.run_folder import lock
+    with lock(finished):
+        code, _, err = run(["train", "--resume", "--name", "r", "--runs-dir", str(finished.parent), "--max-steps",
+                            "4"], capsys)
+    assert_one_clear_line(code, err, "is in use by a training process", f"pid {os.getpid()}")
+    code, _, err = run(["train", "--resume", "--name", "r", "--runs-dir", str(finished.parent), "--max-steps", "4"],
+                       capsys)
+    assert code == 0, err  # the lock went with its holder
+
+
+def test_ctrl_c_during_start_up_is_one_line(toy_root, tmp_path, monkeypatch, capsys):
+    import translate.trainer as trainer
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(trainer.Trainer, "__init__", interrupted)
+    code, _, err = _train(["--data", str(toy_root), "--runs-dir", str(tmp_path / "runs"), "--max-steps", "1"], capsys)
+    assert code == 130 and err.strip() == "translate train: interrupted"
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_test_folder_whose_files_are_all_unreadable_does_not_stop_training(toy_root, tmp_path, capsys):
+    root = tmp_path / "ds"
+    for split in ("trainA", "trainB", "testB"):
+        shutil.copytree(toy_root / split, root / split)
+    make_broken(root / "testA")
+    (root / "testA" / "bomb.png").unlink()
+    code, _, err = _train(["--data", str(root), "--runs-dir", str(tmp_path / "runs"), "--name", "t",
+                           "--max-steps", "2"], capsys)
+    assert code == 0, err
+    assert (tmp_path / "runs" / "t" / "samples" / "step_0000002.png").is_file()
+
+
+def test_a_sample_grid_that_cannot_be_written_does_not_stop_training(toy_root, tmp_path, monkeypatch, capsys):
+    import translate.run as run_module
+
+    def full_disk(path, data):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(run_module, "atomic_write", full_disk)
+    code, out, err = _train(["--data", str(toy_root), "--runs-dir", str(tmp_path / "runs"), "--name", "s",
+                             "--max-steps", "2"], capsys)
+    assert code == 0 and (tmp_path / "runs" / "s" / "model.safetensors").is_file()
+    assert "could not write a sample grid" in out + err and not list((tmp_path / "runs" / "s").rglob("*.tmp"))

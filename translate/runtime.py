@@ -12,10 +12,21 @@ BACKENDS = ("torch", "onnxruntime")
 
 
 def resolve_device(name: str) -> torch.device:
-    """"auto" is CUDA when present, else the CPU; any other name is passed to torch.device."""
+    """"auto" is CUDA when present, else the CPU; cpu, cuda and cuda:N must exist here, else a one-line ValueError."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ValueError(f"--device {name}: not a device; use auto, cpu, cuda or cuda:N") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"--device {name}: no CUDA GPU is available here; use --device cpu (or auto)")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ValueError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    elif device.type != "cpu":
+        raise ValueError(f"--device {name}: only cpu and cuda are supported")
+    return device
 
 
 def cpu_has_bf16() -> bool:
