@@ -12,13 +12,19 @@ from __future__ import annotations
 
 import argparse
 import sys
+import threading
 import time
+from functools import partial
 from pathlib import Path
 
 import translate  # noqa: F401  (first: sets the no-network environment before gradio is imported)
 import gradio as gr
+import pandas as pd
 from PIL import Image
 
+from translate.app_training import (DataRoot, DomainData, Trainings, TrainingError, findings_text, latest_sample,
+                                   loss_rows, planned_steps, progress_text, read_jsonl, run_files_route,
+                                   stage_uploads, thumbnail_strip, train_flags)
 from translate.checkpoint import ArtifactError
 from translate.data import DataError, IMAGE_EXTENSIONS, check_image, load_rgb
 from translate.runtime import add_runtime_flags
@@ -54,6 +60,43 @@ class ModelStore:
                 self.models[path.name] = translator
             except ArtifactError as exc:
                 self.problems[path.name] = str(exc)
+        self.options = (device, precision, backend)
+        self.trainings: Trainings | None = None
+        self.tasks: dict[str, str] = {}  # run models: the task the run was started for in the app
+        self._loaded: dict[str, int] = {}  # run models: file mtime when loaded
+        self._refresh_lock = threading.Lock()
+
+    def watch_runs(self, trainings: Trainings) -> None:
+        """Also serve the model of every run in trainings.runs_dir, named "runs/NAME", reloaded when it changes."""
+        self.trainings = trainings
+        self.refresh()
+
+    def refresh(self) -> None:
+        """Load run models that are new or were saved again since the last call (cheap when none was)."""
+        if self.trainings is None:
+            return
+        with self._refresh_lock:
+            for run in self.trainings.runs():
+                path, key = self.trainings.runs_dir / run / "model.safetensors", f"runs/{run}"
+                try:
+                    mtime = path.stat().st_mtime_ns
+                except OSError:
+                    continue
+                if self._loaded.get(key) == mtime:
+                    continue
+                self._loaded[key] = mtime
+                try:
+                    translator = Translator.from_file(path, *self.options)
+                    translator.require_rgb(path)
+                except ArtifactError as exc:
+                    self.problems[key] = str(exc)
+                    continue
+                self.models[key], self.tasks[key] = translator, self.trainings.task(run) or ""
+                self.problems.pop(key, None)
+
+    @staticmethod
+    def label(name: str) -> str:
+        return f"{name.removeprefix('runs/')} (trained here)" if name.startswith("runs/") else Path(name).stem
 
     def get(self, name: str) -> Translator:
         if name not in self.models:
@@ -61,7 +104,7 @@ class ModelStore:
         return self.models[name]
 
     def task(self, name: str) -> str:
-        task = self.models[name].meta.get("task")
+        task = self.models[name].meta.get("task") or self.tasks.get(name)
         return task if task in TASKS else "expression" if "expression" in name.lower() else "style"
 
     def names(self, task: str) -> list[str]:
@@ -157,18 +200,21 @@ def example_files(task: str) -> list[list[str]]:
     return [[str(p)] for p in files]
 
 
-def _task_tab(store: ModelStore, task: str, max_side: int) -> None:
+def _task_tab(store: ModelStore, task: str, max_side: int) -> tuple[gr.Dropdown, gr.Markdown, gr.Column]:
+    """The tab's UI; returns (model list, no-model note, body), which refresh_task updates when models appear."""
     names = store.names(task)
-    if not names:
-        gr.Markdown(f"No {TASKS[task][0].lower()} model in `{store.folder}`. Train one (`translate train ...`) and "
-                    "copy its `model.safetensors` there, or import a reference CycleGAN (`translate import-cyclegan`).")
-        return
-    first = store.get(names[0])
-    with gr.Row():
+    empty = gr.Markdown(f"No {TASKS[task][0].lower()} model in `{store.folder}`. Train one (in the Train tab, or "
+                        "`translate train ...` and copy its `model.safetensors` there), or import a reference "
+                        "CycleGAN (`translate import-cyclegan`).", visible=not names)
+    first = store.get(names[0]) if names else None
+    body = gr.Column(visible=bool(names))
+    with body, gr.Row():
         with gr.Column(scale=1, min_width=280):
-            model = gr.Dropdown([(Path(n).stem, n) for n in names], value=names[0], label="Model")
-            card = gr.Markdown(model_card(first))
-            direction = gr.Radio(direction_choices(first), value="a2b", label="Direction")
+            model = gr.Dropdown([(store.label(n), n) for n in names], value=names[0] if names else None,
+                                label="Model", elem_id=f"{task}-model")
+            card = gr.Markdown(model_card(first) if first else "")
+            direction = gr.Radio(direction_choices(first) if first else [("A → B", "a2b"), ("B → A", "b2a")],
+                                 value="a2b", label="Direction")
             strength = gr.Slider(0, 1, value=1, step=0.05, label="Strength",
                                  info="0 = the input, 1 = the full translation")
             show_cycle = gr.Checkbox(False, label="Show cycle reconstruction")
@@ -185,8 +231,9 @@ def _task_tab(store: ModelStore, task: str, max_side: int) -> None:
             timing = gr.Markdown(elem_id=f"{task}-timing")
     examples = example_files(task)
     if examples:
-        gr.Examples(examples, inputs=[source], label="Examples from the test split (A, then B)",
-                    examples_per_page=2 * N_EXAMPLES)
+        with body:
+            gr.Examples(examples, inputs=[source], label="Examples from the test split (A, then B)",
+                        examples_per_page=2 * N_EXAMPLES)
 
     def on_model(name: str):
         translator = store.get(name)
@@ -196,17 +243,227 @@ def _task_tab(store: ModelStore, task: str, max_side: int) -> None:
     show_cycle.change(lambda show: gr.Image(visible=show), show_cycle, cycle, api_name=False)
     button.click(lambda *args: translate_image(store, *args, max_side=max_side),
                  [model, direction, source, strength, show_cycle], [output, cycle, timing], api_name=f"translate_{task}")
+    return model, empty, body
 
 
-def build_app(store: ModelStore, max_side: int = 512) -> gr.Blocks:
+def refresh_task(store: ModelStore, task: str, current: str | None):
+    """The task's model list after loading newly saved run models; keeps the chosen model if it is still there."""
+    store.refresh()
+    names = store.names(task)
+    value = current if current in names else (names[0] if names else None)
+    return (gr.Dropdown(choices=[(store.label(n), n) for n in names], value=value), gr.Markdown(visible=not names),
+            gr.Column(visible=bool(names)))
+
+
+# --- the Train tab ---------------------------------------------------------------------------------------------------
+TRAIN_TASKS = [("Style transfer", "style"), ("Expression editing", "expression"), ("Other", "other")]
+RECIPES = [("CycleGAN (default)", "cyclegan"), ("DiscoGAN", "discogan"), ("DualGAN", "dualgan")]
+# Advanced settings: (flag, label, default, info). The defaults are the shipped demo models' small nets, which train
+# in minutes on a CPU; an empty field keeps the recipe's own default (the paper's nets: ngf 64, 9 blocks, ndf 64).
+ADVANCED = [("ngf", "Generator width (--ngf)", 32, "filters in its first layer"),
+            ("n-blocks", "Residual blocks (--n-blocks)", 6, "depth of the ResNet generator"),
+            ("ndf", "Discriminator width (--ndf)", 32, None),
+            ("batch-size", "Batch size", 4, "images per domain per step"),
+            ("lr-g", "Generator learning rate (--lr-g)", None, None),
+            ("lr-d", "Discriminator learning rate (--lr-d)", None, None),
+            ("ema", "EMA of generator weights (--ema)", 0.999, "0 = off"),
+            ("seed", "Seed", 0, None),
+            ("max-steps", "Steps (replaces the time budget)", None, "empty: set from the time budget"),
+            ("sample-every", "Steps between sample grids and saves", 50, None)]
+
+
+def load_domain(trainings: Trainings, data_root: DataRoot, source: str, token: str, domain: str,
+                uploads: list[str] | None, folder: str | None):
+    """Stage (uploads) or locate (a folder under the data root) one domain's images and check every file:
+    (thumbnail strip, summary with the skipped files)."""
+    try:
+        if source == "upload":
+            if not uploads:
+                return gr.Image(None, visible=False), ""
+            dest = trainings.staging(token, domain)
+            left_out = stage_uploads(uploads, dest)
+            data = DomainData.inspect(dest)
+            data.skipped = {**left_out, **data.skipped}
+        else:
+            if not folder:
+                return gr.Image(None, visible=False), ""
+            data = DomainData.inspect(data_root.resolve(folder), data_root.root)
+    except TrainingError as exc:
+        return gr.Image(None, visible=False), f"**Domain {domain}**: {exc}"
+    strip = thumbnail_strip(data.images)
+    return gr.Image(strip, visible=strip is not None), data.summary(f"Domain {domain}")
+
+
+def start_training(trainings: Trainings, data_root: DataRoot, source: str, token: str, folder_a: str | None,
+                   folder_b: str | None, task: str, recipe: str, size: int, minutes: float, name: str, *advanced):
+    """Start a new run from the tab's settings: (message, runs list showing the new run)."""
+    try:
+        if source == "upload":
+            data_a, data_b = trainings.staging(token, "A"), trainings.staging(token, "B")
+            for domain, folder in (("A", data_a), ("B", data_b)):
+                if not folder.is_dir() or not any(folder.iterdir()):
+                    raise TrainingError(f"Upload the images of domain {domain} first.")
+        else:
+            data_a, data_b = data_root.resolve(folder_a), data_root.resolve(folder_b)
+        name = (name or "").strip() or f"{task}-{recipe}-{time.strftime('%Y%m%d-%H%M%S')}"
+        values = dict(zip((flag for flag, *_ in ADVANCED), advanced))
+        flags = train_flags(data_a, data_b, name, trainings.runs_dir, recipe, size, minutes, values)
+        trainings.start(name, flags, task)
+    except TrainingError as exc:
+        return str(exc), gr.skip()
+    return f"Started **{name}**.", gr.Dropdown(choices=[name, *trainings.runs()], value=name)
+
+
+def resume_training(trainings: Trainings, run: str | None) -> str:
+    if not run:
+        return "Choose a run to resume under Runs."
+    try:
+        trainings.start(run, [], resume=True)
+    except TrainingError as exc:
+        return str(exc)
+    return f"Resumed **{run}** from its last saved step."
+
+
+def run_status(trainings: Trainings, run: str) -> tuple[str, bool]:
+    """(status line of the run shown, whether it is training now)."""
+    job = trainings.poll()
+    if job is not None and job.name == run:
+        if job.running:
+            return (f"Stopping **{run}**..." if job.stop_requested else f"Training **{run}**."), True
+        return job.outcome(), False
+    busy = f" (**{job.name}** is training now.)" if job is not None and job.running else ""
+    saved = (trainings.runs_dir / run / "state" / "last.pt").is_file()
+    return f"Run **{run}**: {'saved; Resume continues it' if saved else 'no saved state'}.{busy}", False
+
+
+def refresh_training(trainings: Trainings, store: ModelStore, run: str | None, shown: dict):
+    """The live view of the run chosen under Runs (the training one by default). Outputs that did not change are
+    skipped, so the page does not flicker: (runs list, status, progress, sample grid, losses, findings, links,
+    shown)."""
+    runs, job, metrics = trainings.runs(), trainings.poll(), []
+    if job is not None and job.name not in runs:  # its folder appears once the process has started
+        runs.insert(0, job.name)
+    if run not in runs:
+        run = job.name if job is not None else (runs[0] if runs else None)
+    if run is None:
+        values = {"runs": gr.Dropdown(choices=runs, value=None), "status": "No run yet: choose data and press "
+                  "**Start training**.", "progress": "", "sample": None, "losses": None, "findings": "", "links": ""}
+    else:
+        run_dir = trainings.runs_dir / run
+        status, training = run_status(trainings, run)
+        metrics = read_jsonl(run_dir / "metrics.jsonl")
+        total = planned_steps(trainings.app_dir / "logs" / f"{run}.log", run_dir / "config.json")
+        if (run_dir / "model.safetensors").is_file():
+            store.refresh()  # so the model tabs list it at once
+        report = run_dir / "report.html"
+        links = (f"[Open the training report](/runs/{run}/report.html) · the model: `{run_dir / 'model.safetensors'}`"
+                 f" (in the {', '.join(TASKS[t][0] for t in TASKS if f'runs/{run}' in store.names(t))} tab)"
+                 if report.is_file() and not training and f"runs/{run}" in store.models else "")
+        sample = latest_sample(run_dir)
+        values = {"runs": gr.Dropdown(choices=runs, value=run), "status": status,
+                  "progress": progress_text(metrics, total) if training or metrics else "",
+                  "sample": sample, "losses": (run, len(metrics)),
+                  "findings": findings_text(read_jsonl(run_dir / "findings.jsonl"),
+                                            metrics[-1].get("findings") if metrics else None), "links": links}
+    keys = {**values, "runs": (tuple(runs), run)}
+    out = []
+    for key, value in values.items():
+        if shown.get(key) == keys[key]:
+            out.append(gr.skip())
+        elif key == "losses":
+            out.append(pd.DataFrame(loss_rows(metrics)) if metrics else None)
+        elif key == "sample":
+            out.append(Image.open(value).convert("RGB") if value else None)  # a copy: run files are not served
+        else:
+            out.append(value)
+    return *out, keys
+
+
+def _train_tab(trainings: Trainings, data_root: DataRoot, store: ModelStore) -> None:
+    token = gr.State(trainings.new_token)
+    folders = data_root.folders()
+    gr.Markdown("Train a model on two sets of images, one per domain (for example photos and paintings); no pairs "
+                "needed. It trains in its own process, exactly as `translate train` does, in "
+                f"`{trainings.runs_dir}`; the model then appears in the other tabs.")
+    source = gr.Radio([("Upload images", "upload"), ("Folders on the server", "folders")], value="upload",
+                      label="1. Data", visible=bool(folders), elem_id="train-source")
+    with gr.Row(equal_height=True):
+        for domain in ("A", "B"):
+            with gr.Column():
+                uploads = gr.File(file_count="multiple", file_types=[*sorted(IMAGE_EXTENSIONS), ".zip"],
+                                  label=f"Domain {domain}: images or a .zip", height=140,
+                                  elem_id=f"train-upload-{domain.lower()}")
+                folder = gr.Dropdown(folders, value=None, label=f"Domain {domain}: folder under {data_root.root}",
+                                     visible=False, elem_id=f"train-folder-{domain.lower()}")
+                strip = gr.Image(label=f"Domain {domain}", interactive=False, height=84, format="png", visible=False,
+                                 elem_id=f"train-strip-{domain.lower()}", show_label=False)
+                summary = gr.Markdown(elem_id=f"train-summary-{domain.lower()}")
+            inspect = partial(load_domain, trainings, data_root, domain=domain)
+            for event in (uploads.change, folder.change):
+                event(lambda s, t, u, f, _i=inspect: _i(s, t, uploads=u, folder=f), [source, token, uploads, folder],
+                      [strip, summary], api_name=False)
+            source.change(lambda s: (gr.File(visible=s == "upload"), gr.Dropdown(visible=s != "upload")), source,
+                          [uploads, folder], api_name=False)
+            folder_a, folder_b = (folder, None) if domain == "A" else (folder_a, folder)
+    with gr.Row():
+        task = gr.Radio(TRAIN_TASKS, value="style", label="2. Task", info="the tab the model will appear in", scale=2)
+        recipe = gr.Dropdown(RECIPES, value="cyclegan", label="Recipe")
+        size = gr.Radio([32, 64, 128, 256], value=64, label="Image size (px)", elem_id="train-size", scale=2,
+                        info="128 px takes about 4x the time of 64 px")
+        minutes = gr.Number(10, label="Time budget (minutes)", minimum=0.5, elem_id="train-minutes")
+        name = gr.Textbox(label="Run name", placeholder="empty: task-recipe-date", elem_id="train-name")
+    with gr.Accordion("Advanced", open=False, elem_id="train-advanced"):
+        gr.Markdown("Every other setting is a `translate train` flag (`translate train --help`); a run started here "
+                    "resumes from the CLI (`translate train --resume --name NAME`) and the other way round.")
+        with gr.Row():
+            advanced = [gr.Textbox("" if default is None else str(default), label=label, info=info, min_width=160,
+                                   placeholder="recipe default", elem_id=f"train-{flag}")
+                        for flag, label, default, info in ADVANCED]
+    with gr.Row():
+        start = gr.Button("Start training", variant="primary", elem_id="train-start")
+        stop = gr.Button("Stop", variant="stop", elem_id="train-stop")
+        resume = gr.Button("Resume", elem_id="train-resume")
+        runs = gr.Dropdown(trainings.runs(), value=None, label="Runs", elem_id="train-runs",
+                           info="the run shown below, and the one Resume continues")
+    message = gr.Markdown(elem_id="train-message")
+    status = gr.Markdown(elem_id="train-status")
+    progress = gr.Markdown(elem_id="train-progress")
+    with gr.Row(equal_height=True):
+        sample = gr.Image(label="Latest samples: real A | A→B | back to A | real B | B→A | back to B", format="png",
+                          interactive=False, height=300, elem_id="train-sample", elem_classes="translate-image")
+        losses = gr.LinePlot(x="step", y="value", color="loss", label="Losses", elem_id="train-losses")
+    findings = gr.Markdown(elem_id="train-findings")
+    links = gr.Markdown(elem_id="train-links")
+    shown = gr.State(dict)
+
+    start.click(partial(start_training, trainings, data_root),
+                [source, token, folder_a, folder_b, task, recipe, size, minutes, name, *advanced], [message, runs],
+                api_name="train_start", concurrency_limit=None)
+    stop.click(lambda: trainings.stop(), None, message, api_name="train_stop", concurrency_limit=None)
+    resume.click(partial(resume_training, trainings), runs, message, api_name="train_resume", concurrency_limit=None)
+    outputs = [runs, status, progress, sample, losses, findings, links, shown]
+    refresh = partial(refresh_training, trainings, store)
+    gr.Timer(2).tick(refresh, [runs, shown], outputs, api_name=False, concurrency_limit=None, show_progress="hidden")
+    runs.input(refresh, [runs, shown], outputs, api_name=False, show_progress="hidden")
+
+
+def build_app(store: ModelStore, max_side: int = 512, trainings: Trainings | None = None,
+              data_root: DataRoot | None = None) -> gr.Blocks:
+    """The model tabs, and the Train tab when `trainings` is given (its models then join the model tabs)."""
+    if trainings is not None:
+        store.watch_runs(trainings)
     with gr.Blocks(title="translate: unpaired image-to-image translation") as demo:
         gr.Markdown("## Unpaired image-to-image translation\nCycleGAN / DiscoGAN / DualGAN models from "
                     f"`{store.folder}`. Upload an image, pick a direction, press **Translate**.")
         for problem in store.problems.items():
             gr.Markdown(f"Skipped `{problem[0]}`: {problem[1]}")
         for task, (title, _) in TASKS.items():
-            with gr.Tab(title):
-                _task_tab(store, task, max_side)
+            with gr.Tab(title) as tab:
+                parts = _task_tab(store, task, max_side)
+            tab.select(partial(refresh_task, store, task), parts[0], parts, api_name=False)
+        if trainings is not None:
+            with gr.Tab("Train", id="train"):
+                _train_tab(trainings, data_root or DataRoot(None), store)
     return demo
 
 
@@ -227,6 +484,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=7860)
     add_runtime_flags(parser)
     parser.add_argument("--max-side", type=int, default=512, help="downscale larger images to this side first")
+    parser.add_argument("--train", action=argparse.BooleanOptionalAction, default=True,
+                        help="the Train tab (--no-train for a translate-only app)")
+    parser.add_argument("--runs-dir", default="runs", help="where the Train tab's runs go (and whose models it serves)")
+    parser.add_argument("--data-root", default=str(ROOT / "datasets"),
+                        help="the Train tab may list and read image folders under this folder, nothing else")
+    parser.add_argument("--runs-quota-gb", type=float, default=20.0,
+                        help="disk quota of --runs-dir: no new training above it, and a running one is stopped")
     args = parser.parse_args(argv)
     store = ModelStore(args.checkpoints, args.device, args.precision, args.backend)
     for name, problem in store.problems.items():
@@ -234,7 +498,12 @@ def main(argv: list[str] | None = None) -> int:
     if not store.models:
         print(f"app: no models in {store.folder}; the tabs will say how to add one", file=sys.stderr)
     print(f"app: {len(store.models)} model(s) from {store.folder}: {', '.join(store.models)}")
-    launch(build_app(store, args.max_side), args.host, args.port)
+    if not args.train:
+        launch(build_app(store, args.max_side), args.host, args.port)
+        return 0
+    trainings = Trainings(args.runs_dir, int(args.runs_quota_gb * 1024**3))
+    launch(build_app(store, args.max_side, trainings, DataRoot(args.data_root)), args.host, args.port,
+           app_kwargs={"routes": [run_files_route(trainings.runs_dir)]})
     return 0
 
 

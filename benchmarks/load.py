@@ -95,9 +95,10 @@ def percentile(values: list[float], q: float) -> float:
 
 
 @contextlib.contextmanager
-def serve(checkpoints: Path, workdir: Path, timeout: float = 120):
-    """`python app.py --checkpoints CHECKPOINTS` as a user starts it (default host), on a free port; yields
-    (url, port, process id) once it answers, and stops it afterwards. Its uploads go under `workdir`."""
+def serve(checkpoints: Path, workdir: Path, timeout: float = 120, args: tuple[str, ...] = ("--no-train",)):
+    """`python app.py --checkpoints CHECKPOINTS ARGS` as a user starts it (default host), on a free port; yields
+    (url, port, process id) once it answers, and stops it afterwards. Its uploads go under `workdir`. ARGS default
+    to --no-train, so that the app does not serve the models of the developer's runs/ folder."""
     port = free_port()
     workdir.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "GRADIO_TEMP_DIR": str(workdir / "gradio"),
@@ -105,7 +106,7 @@ def serve(checkpoints: Path, workdir: Path, timeout: float = 120):
     log = workdir / "app.log"
     with log.open("w") as out:
         proc = subprocess.Popen([sys.executable, str(ROOT / "app.py"), "--checkpoints", str(checkpoints), "--port",
-                                 str(port), "--device", "cpu"], stdout=out, stderr=subprocess.STDOUT, cwd=ROOT,
+                                 str(port), "--device", "cpu", *args], stdout=out, stderr=subprocess.STDOUT, cwd=ROOT,
                                 env=env)
     url = f"http://127.0.0.1:{port}/"
     try:
