@@ -7,6 +7,10 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .losses import ADVERSARIAL, RECON_LOSSES
+from .nets import DISCRIMINATORS, GENERATORS
+from .nets.layers import NORMS, UPSAMPLINGS
+
 
 def opt(default, help: str, choices: tuple | None = None, hidden: bool = False):
     """A dataclass field that also describes its CLI flag (`hidden`: accepted but left out of --help, for fields
@@ -16,19 +20,20 @@ def opt(default, help: str, choices: tuple | None = None, hidden: bool = False):
 
 @dataclass
 class ModelConfig:
-    generator: str = opt("resnet", "generator net", ("resnet", "unet", "encoder-decoder"))
+    generator: str = opt("resnet", "generator net", tuple(GENERATORS))
     ngf: int = opt(64, "generator width (filters in the first layer)")
     n_blocks: int = opt(9, "residual blocks in the ResNet generator")
     unet_depth: int = opt(6, "U-Net / encoder-decoder downsamplings (image sides divisible by 2**depth)")
-    g_norm: str = opt("instance", "generator normalisation", ("instance", "batch", "none"))
+    g_norm: str = opt("instance", "generator normalisation", NORMS)
     dropout: float = opt(0.0, "generator dropout")
-    upsample: str = opt("resize-conv", "generator upsampling", ("resize-conv", "transpose", "antialiased"))
+    upsample: str = opt("resize-conv", "generator upsampling", UPSAMPLINGS)
     residual: bool = opt(False, "generator learns a change to its input (output = input + change, clamped to "
                          "[-1, 1]; the change starts at zero, so training starts from the identity)")
-    discriminator: str = opt("patchgan", "discriminator net", ("patchgan",), hidden=True)
+    discriminator: str = opt("patchgan", "discriminator net: patchgan (a logit per patch) | dcgan (one logit an "
+                             "image, DiscoGAN's)", tuple(DISCRIMINATORS))
     ndf: int = opt(64, "discriminator width")
     n_layers: int = opt(3, "PatchGAN stride-2 layers (3 = 70x70 patches)")
-    d_norm: str = opt("instance", "discriminator normalisation", ("instance", "batch", "none"))
+    d_norm: str = opt("instance", "discriminator normalisation", NORMS)
     spectral_norm: bool = opt(False, "spectral norm on every discriminator conv")
     channels: int = opt(3, "image channels (training loads RGB: 3)", hidden=True)
     init_gain: float = opt(0.02, "std of the normal weight init")
@@ -50,23 +55,32 @@ class DataConfig:
 @dataclass
 class TrainConfig:
     recipe: str = opt("cyclegan", "recipe: cyclegan | discogan | dualgan (sets the defaults below)")
-    adversarial: str = opt("lsgan", "adversarial objective", ("lsgan", "vanilla", "wgan-gp", "wgan-clip", "hinge"))
+    adversarial: str = opt("lsgan", "adversarial objective", ADVERSARIAL)
     label_smoothing: float = opt(0.0, "one-sided label smoothing: real target is 1 - this")
     gp_weight: float = opt(10.0, "gradient penalty weight (wgan-gp)")
     clip_value: float = opt(0.01, "critic weight clipping bound (wgan-clip)")
     r1_weight: float = opt(0.0, "R1 penalty weight on real images (0 = off)")
-    recon_loss: str = opt("l1", "reconstruction (cycle) distance", ("l1", "l2"))
+    diffaugment: str = opt("", "DiffAugment policies applied to real and fake images before D, comma-separated: "
+                           "translation, cutout (empty = off; helps small data sets)")
+    recon_loss: str = opt("l1", "reconstruction (cycle) distance", RECON_LOSSES)
     lambda_cycle: float = opt(10.0, "cycle loss weight, per direction")
     lambda_identity: float = opt(0.5, "identity loss weight, relative to --lambda-cycle (0 = off)")
+    lambda_adv: float = opt(1.0, "adversarial loss weight in the generator loss")
     feature_matching: float = opt(0.0, "discriminator feature-matching loss weight (0 = off)")
+    recon_rate: float = opt(0.0, "DiscoGAN's weighting: generator loss = (1 - r) x (adversarial + feature "
+                            "matching) + r x reconstruction, r = this after --recon-rate-steps (0 = off)")
+    recon_rate_start: float = opt(0.01, "r for the first --recon-rate-steps steps (with --recon-rate)")
+    recon_rate_steps: int = opt(10000, "steps at --recon-rate-start before --recon-rate (DiscoGAN's curriculum)")
     optimizer: str = opt("adam", "optimizer", ("adam", "rmsprop"))
     lr_g: float = opt(2e-4, "generator learning rate")
     lr_d: float = opt(2e-4, "discriminator learning rate (TTUR: set it apart from --lr-g)")
     beta1: float = opt(0.5, "Adam beta1")
     beta2: float = opt(0.999, "Adam beta2")
     weight_decay: float = opt(0.0, "optimizer weight decay")
-    d_steps: int = opt(1, "discriminator updates per batch")
-    g_steps: int = opt(1, "generator updates per batch")
+    d_steps: int = opt(1, "discriminator updates per step (n_critic), each on a batch of its own")
+    g_steps: int = opt(1, "generator updates per step, on the step's first batch")
+    update_interval: int = opt(1, "DiscoGAN's alternation: with N > 1, every N-th step updates only the "
+                               "discriminators and the others only the generators (1 = both every step)")
     pool_size: int = opt(50, "image pool of past fakes shown to the discriminator (0 = off)")
     ema: float = opt(0.0, "EMA decay of generator weights for samples and export (0 = off, e.g. 0.999)")
     lr_decay_start: float = opt(0.5, "fraction of the run at constant LR before linear decay to zero (1 = never)")

@@ -6,6 +6,7 @@ signals) is in run.py.
 from __future__ import annotations
 
 import json
+import sys
 import time
 import warnings
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from torch import nn
 from torch.optim.swa_utils import AveragedModel
 
 from . import distributed, losses, runtime
+from .augment import diff_augment, parse_policy
 from .checkpoint import SaveError, export_model, load_state, save_state
 from .config import Config
 from .data import DataError, UnpairedBatches, list_images, scan
@@ -144,6 +146,7 @@ class Trainer:
         self.opt_g = self._optimizer(self.params_g, t.lr_g)
         self.opt_d = self._optimizer(self.params_d, t.lr_d)
         self.pool_a, self.pool_b = ImagePool(t.pool_size), ImagePool(t.pool_size)
+        self.augment = parse_policy(t.diffaugment)
         self.ema = ({k: AveragedModel(net, multi_avg_fn=self._ema_update, use_buffers=True)
                      for k, net in (("g_ab", self.g_ab), ("g_ba", self.g_ba))} if t.ema else {})
         self._compile(t.compile == "on" or (t.compile == "auto" and on_cuda))
@@ -153,7 +156,7 @@ class Trainer:
         self.bad_files = self.domains.drop_unreadable()
         if self.world.is_main:
             for path, reason in self.bad_files.items():
-                warnings.warn(f"skipping unreadable image {path}: {reason}", stacklevel=2)
+                print(f"skipped unreadable image {path}: {reason}", file=sys.stderr)  # one line, no warning frame
         self.total_steps = t.max_steps if t.max_steps is not None else t.epochs * self.batches().steps_per_epoch
         self.sched_g = torch.optim.lr_scheduler.LambdaLR(self.opt_g, self._lr_factor)
         self.sched_d = torch.optim.lr_scheduler.LambdaLR(self.opt_d, self._lr_factor)
@@ -191,16 +194,20 @@ class Trainer:
                 e.copy_(p)
 
     def batches(self, start: int = 0, stop: int | None = None) -> UnpairedBatches:
-        """The run's batch keys from step `start` (this process's slice under torchrun)."""
-        return UnpairedBatches(len(self.domains.train_a), len(self.domains.train_b), self.cfg.train.batch_size,
-                               self.cfg.train.seed, start, stop, self.world.rank, self.world.world_size)
+        """The run's batch keys from step `start` (this process's slice under torchrun): d_steps batches a step,
+        one for each critic update (the first also for the generators)."""
+        t = self.cfg.train
+        return UnpairedBatches(len(self.domains.train_a), len(self.domains.train_b), t.batch_size * t.d_steps,
+                               t.seed, start, stop, self.world.rank, self.world.world_size)
 
-    def _lr_factor(self, step: int) -> float:
-        """Constant LR for the first lr_decay_start of the run, then linear decay towards zero."""
-        start = int(self.cfg.train.lr_decay_start * self.total_steps)
+    def _lr_factor(self, step: int, total: int | None = None) -> float:
+        """Constant LR for the first lr_decay_start of the run (of `total` steps, default the run's), then linear
+        decay towards zero."""
+        total = total or self.total_steps
+        start = int(self.cfg.train.lr_decay_start * total)
         if step < start:
             return 1.0
-        return max(0.0, 1.0 - (step - start) / max(1, self.total_steps - start))
+        return max(0.0, 1.0 - (step - start) / max(1, total - start))
 
     # --- one training step ------------------------------------------------------------------------------------
     def _autocast(self):
@@ -208,6 +215,7 @@ class Trainer:
 
     def _adversarial_g(self, critic: nn.Module, fake: torch.Tensor, real: torch.Tensor) -> tuple:
         t = self.cfg.train
+        fake, real = diff_augment(fake, self.augment), diff_augment(real, self.augment)
         if not t.feature_matching:
             return losses.g_loss(t.adversarial, critic(fake).float()), fake.new_zeros((), dtype=torch.float32)
         fake_features = critic.features(fake)
@@ -218,6 +226,7 @@ class Trainer:
 
     def _d_loss(self, critic: nn.Module, real: torch.Tensor, fake: torch.Tensor) -> tuple:
         t = self.cfg.train
+        real, fake = diff_augment(real, self.augment), diff_augment(fake, self.augment)
         out_real, out_fake = critic(real).float(), critic(fake).float()
         loss = losses.d_loss(t.adversarial, out_real, out_fake, t.label_smoothing)
         if t.adversarial == "wgan-gp":
@@ -227,19 +236,26 @@ class Trainer:
         return loss, out_real.detach().mean(), out_fake.detach().mean()
 
     def step(self, real_a: torch.Tensor, real_b: torch.Tensor) -> dict[str, torch.Tensor]:
-        """One batch: g_steps generator updates, then d_steps discriminator updates on pooled fakes.
+        """One step on d_steps batches stacked (see batches()): g_steps generator updates on the first batch, then
+        d_steps critic updates, the k-th on batch k against pooled fakes of it (a true n_critic). With
+        update_interval N > 1 a step updates only the critics (step % N == 0) or only the generators.
 
-        Returns detached scalar tensors plus the batch's images (reading them syncs the device, so the loop
-        does it only at log intervals)."""
+        Returns detached scalar tensors (reading them syncs the device, so the loop does it only at log
+        intervals)."""
         t = self.cfg.train
-        real_a = real_a.to(self.device, non_blocking=True, memory_format=self.memory_format)
-        real_b = real_b.to(self.device, non_blocking=True, memory_format=self.memory_format)
+        critic_a = real_a.to(self.device, non_blocking=True, memory_format=self.memory_format).chunk(t.d_steps)
+        critic_b = real_b.to(self.device, non_blocking=True, memory_format=self.memory_format).chunk(t.d_steps)
+        real_a, real_b = critic_a[0], critic_b[0]
+        update_d = t.update_interval <= 1 or self.step_count % t.update_interval == 0
+        update_g = t.update_interval <= 1 or not update_d
         for net in (self.g_ab, self.g_ba, self.d_a, self.d_b):
             net.train()
         self.d_a.requires_grad_(False)
         self.d_b.requires_grad_(False)
-        for _ in range(t.g_steps):
-            with self._autocast():
+        rate = self.recon_rate()
+        adv_w, rec_w = (1.0, 1.0) if rate is None else (1.0 - rate, rate)
+        for _ in range(t.g_steps if update_g else 1):
+            with self._autocast(), torch.set_grad_enabled(update_g):
                 fake_b, fake_a = self.g_ab(real_a), self.g_ba(real_b)
                 rec_a, rec_b = self.g_ba(fake_b), self.g_ab(fake_a)
                 adv_b, fm_b = self._adversarial_g(self.d_b, fake_b, real_b)
@@ -251,9 +267,12 @@ class Trainer:
                     identity = t.lambda_cycle * t.lambda_identity * (
                         losses.recon_loss(t.recon_loss, self.g_ba(real_a).float(), real_a)
                         + losses.recon_loss(t.recon_loss, self.g_ab(real_b).float(), real_b))
-                loss_g = adv_a + adv_b + cycle + identity + t.feature_matching * (fm_a + fm_b)
+                loss_g = (adv_w * (t.lambda_adv * (adv_a + adv_b) + t.feature_matching * (fm_a + fm_b))
+                          + rec_w * cycle + identity)
             if self.device.type == "cpu" and not torch.isfinite(loss_g):  # free on CPU; on CUDA at log/save
                 raise NonFiniteError(f"non-finite generator loss at step {self.step_count + 1}")
+            if not update_g:
+                break
             self.opt_g.zero_grad(set_to_none=True)
             loss_g.backward()
             distributed.average_gradients(self.params_g, self.world)
@@ -261,12 +280,18 @@ class Trainer:
         self.d_a.requires_grad_(True)
         self.d_b.requires_grad_(True)
         pooled_a, pooled_b = self.pool_a.query(fake_a.detach()), self.pool_b.query(fake_b.detach())
-        for _ in range(t.d_steps):
+        for k in range(len(critic_a) if update_d else 1):
+            if k:  # a batch of its own, with fakes of it from the current generators
+                with torch.no_grad(), self._autocast():
+                    pooled_a = self.pool_a.query(self.g_ba(critic_b[k]).float())
+                    pooled_b = self.pool_b.query(self.g_ab(critic_a[k]).float())
             with self._autocast():
-                loss_da, real_score_a, fake_score_a = self._d_loss(self.d_a, real_a, pooled_a)
-                loss_db, real_score_b, fake_score_b = self._d_loss(self.d_b, real_b, pooled_b)
+                loss_da, real_score_a, fake_score_a = self._d_loss(self.d_a, critic_a[k], pooled_a)
+                loss_db, real_score_b, fake_score_b = self._d_loss(self.d_b, critic_b[k], pooled_b)
             if self.device.type == "cpu" and not torch.isfinite(loss_da + loss_db):
                 raise NonFiniteError(f"non-finite discriminator loss at step {self.step_count + 1}")
+            if not update_d:
+                break
             self.opt_d.zero_grad(set_to_none=True)
             (loss_da + loss_db).backward()
             distributed.average_gradients(self.params_d, self.world)
@@ -287,6 +312,13 @@ class Trainer:
             out["g_fm"] = (fm_a + fm_b).detach()
         self.last_batch = {"real_a": real_a, "real_b": real_b, "fake_a": fake_a.detach(), "fake_b": fake_b.detach()}
         return out
+
+    def recon_rate(self) -> float | None:
+        """DiscoGAN's reconstruction weight r at this step (None without --recon-rate)."""
+        t = self.cfg.train
+        if not t.recon_rate:
+            return None
+        return t.recon_rate_start if self.step_count < t.recon_rate_steps else t.recon_rate
 
     # --- generators for samples and export -------------------------------------------------------------------
     def generators(self) -> dict[str, nn.Module]:
@@ -367,8 +399,8 @@ class Trainer:
             "model": cfg.to_dict()["model"], "image_size": cfg.data.crop_size, "domains": list(self.domains.names),
             "recipe": cfg.train.recipe, "steps": self.step_count, "ema": bool(self.ema)})
 
-    def fit(self, resume: bool = False, stop_at: int | None = None) -> dict:
-        """Train to total_steps (or pause at step `stop_at`, saving the state); returns the last logged
-        metrics. See run.fit."""
+    def fit(self, resume: bool = False, stop_at: int | None = None, minutes: float | None = None) -> dict:
+        """Train to total_steps, or for about `minutes`, or pause at step `stop_at` (saving the state); returns
+        the last logged metrics. See run.fit."""
         from .run import fit
-        return fit(self, resume, stop_at)
+        return fit(self, resume, stop_at, minutes)

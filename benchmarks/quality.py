@@ -1,0 +1,217 @@
+"""Translation quality at an equal budget, on sets with pixel-aligned ground truth.
+
+    python benchmarks/quality.py                    # the default budget (about 30 min a candidate on 2 CPU cores)
+    python benchmarks/quality.py --quick            # a sixth of it, for iteration
+    python benchmarks/quality.py --sets glyphs --candidates baseline default
+
+Each candidate is trained unpaired on a set's trainA/trainB for the same number of training images (steps x batch),
+with the same small nets; its exported model then translates testA (A -> B) and is scored against testB, the
+same emoji or glyph in the target style: paired L1, PSNR, SSIM (torchmetrics) and a hue-histogram distance (colour
+fidelity). Every table has two reference rows: *input unchanged* (returning the input, which a weak GAN fails to
+beat) and *baseline*, the reference CycleGAN's configuration in our engine (transposed-conv upsampling, LSGAN,
+batch 1, no EMA). Results are kept per run in runs/quality/MODE/results.json, so candidates can be added and
+rerun one at a time; docs/quality.md and one sample sheet per set (input | each candidate | truth) are rewritten
+from them.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "datasets"))
+
+import torch  # noqa: E402
+
+from translate.config import Config  # noqa: E402
+from translate.evaluate import load_folder  # noqa: E402
+from translate.inference import Translator  # noqa: E402
+from translate.metrics import hue_histogram, hue_distance, paired_metrics  # noqa: E402
+from translate.recipes import recipe_config  # noqa: E402
+
+SIZE = 64
+BUILD = ROOT / "datasets" / "_build"
+# Equal nets for every candidate: small enough for a CPU, as a user would start.
+NETS = dict(ngf=16, ndf=32, n_blocks=6, load_size=72, crop_size=SIZE)
+BUDGETS = {"default": 12_000, "quick": 3_000}  # training images seen per candidate (steps x batch)
+
+
+def build_set(name: str) -> Path:
+    """The data set's root (built on first use into datasets/_build/, git-ignored)."""
+    import build_emoji
+    import build_glyphs
+    root = BUILD / f"{name}{SIZE}"
+    if (root / "testB").is_dir():
+        return root
+    tmp = root.with_name(root.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    if name == "openmoji":
+        build_emoji.build_openmoji(tmp, SIZE)
+    elif name == "emoji-style":
+        build_emoji.build_style(tmp, SIZE, full=True)
+    elif name == "glyphs":
+        cyrillic = "".join(map(chr, range(0x410, 0x450)))
+        build_glyphs.build_glyphs(tmp, SIZE, build_glyphs.CHARACTERS + cyrillic, test_fraction=0.2)
+    tmp.rename(root)
+    return root
+
+
+SETS = {"openmoji": "OpenMoji line art -> colour", "emoji-style": "Noto -> Twemoji (same emoji)",
+        "glyphs": "DejaVu Sans -> DejaVu Serif (same glyph)"}
+
+# name -> (recipe, overrides, what it is). "baseline" is the reference CycleGAN's configuration.
+CANDIDATES = {
+    "baseline": ("cyclegan", dict(upsample="transpose", adversarial="lsgan", batch_size=1, ema=0.0),
+                 "reference CycleGAN configuration: transposed conv, LSGAN, batch 1, no EMA"),
+    "cyclegan": ("cyclegan", dict(batch_size=4, ema=0.999), "our cyclegan recipe (resize-conv), batch 4, EMA"),
+    "residual": ("cyclegan", dict(batch_size=4, ema=0.999, residual=True),
+                 "cyclegan, batch 4, EMA, residual generator (starts as the identity)"),
+    "residual-noid": ("cyclegan", dict(batch_size=4, ema=0.999, residual=True, lambda_identity=0.0),
+                      "residual without the identity loss (an L1 pull on a change that starts at zero pins it "
+                      "there, like a lasso)"),
+    "residual-noid-lr": ("cyclegan", dict(batch_size=4, ema=0.999, residual=True, lambda_identity=0.0,
+                                          lr_g=4e-4, lr_d=4e-4),
+                         "residual-noid with the learning rates scaled by sqrt(batch 4)"),
+    "residual-l2": ("cyclegan", dict(batch_size=4, ema=0.999, residual=True, lambda_identity=0.0, recon_loss="l2"),
+                    "residual-noid with a squared cycle loss: while both generators are near the identity the L1 "
+                    "cycle loss is an L1 pull on each change (the lasso again); L2 barely resists small changes"),
+    "residual-da": ("cyclegan", dict(batch_size=4, ema=0.999, residual=True, diffaugment="translation,cutout"),
+                    "residual, with DiffAugment (translation, cutout) before the discriminators"),
+}
+
+
+def train(set_name: str, root: Path, candidate: str, images: int, run_dir: Path) -> dict:
+    from translate.trainer import Trainer
+    recipe, overrides, _ = CANDIDATES[candidate]
+    cfg = recipe_config(recipe).update({**NETS, **overrides, "data": str(root), "sample_every": 10**9,
+                                        "log_every": 50, "n_samples": 4, "workers": 0})
+    cfg.train.max_steps = max(1, images // cfg.train.batch_size)
+    cfg.train.save_every = cfg.train.max_steps
+    shutil.rmtree(run_dir, ignore_errors=True)  # our own run folder from an earlier try of this candidate
+    start = time.perf_counter()
+    Trainer(cfg, run_dir).fit()
+    return {"minutes": (time.perf_counter() - start) / 60, "images": cfg.train.max_steps * cfg.train.batch_size,
+            "steps": cfg.train.max_steps, "batch": cfg.train.batch_size}
+
+
+def score(outputs: torch.Tensor, truth: torch.Tensor) -> dict:
+    """Paired metrics, the hue distance (degrees) and the chroma ratio (output's colourfulness / truth's)."""
+    h_out, h_truth = hue_histogram(outputs), hue_histogram(truth)
+    return {**paired_metrics(outputs, truth), "hue": hue_distance(h_out, h_truth),
+            "chroma": float(h_out.sum() / h_truth.sum()) if float(h_truth.sum()) > 1e-9 else float("nan")}
+
+
+def test_pairs(root: Path) -> tuple[list[str], torch.Tensor, torch.Tensor]:
+    names_a, a = load_folder(root / "testA", SIZE)
+    names_b, b = load_folder(root / "testB", SIZE)
+    common = sorted(set(names_a) & set(names_b))
+    pick = lambda names, x: x[[names.index(n) for n in common]]  # noqa: E731
+    return common, pick(names_a, a), pick(names_b, b)
+
+
+@torch.no_grad()
+def translate(model: Path, inputs: torch.Tensor) -> torch.Tensor:
+    t = Translator.from_file(model, device="cpu", precision="fp32")
+    return torch.cat([t.translate_tensor(inputs[i:i + 32], "a2b") for i in range(0, len(inputs), 32)])
+
+
+def sample_sheet(path: Path, columns: dict[str, torch.Tensor], rows: int = 8) -> None:
+    """input | candidates... | truth, one test image a row (evenly spread over the test set), at 2x."""
+    import torch.nn.functional as F
+    from torchvision.utils import save_image
+    first = next(iter(columns.values()))
+    idx = torch.linspace(0, len(first) - 1, min(rows, len(first))).long()
+    grid = torch.stack([c[idx] for c in columns.values()], dim=1).flatten(0, 1)
+    grid = F.interpolate(grid.add(1).div(2).clamp(0, 1), scale_factor=2, mode="nearest")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_image(grid, path, nrow=len(columns), padding=2, pad_value=1.0)
+
+
+METRICS = (("l1", "L1 ↓", 4, min), ("psnr", "PSNR ↑", 2, max), ("ssim", "SSIM ↑", 3, max),
+           ("hue", "hue ↓", 1, min), ("chroma", "chroma ≈1", 2, None))
+
+
+def write_doc(results: dict, mode: str, path: Path) -> None:
+    lines = ["# Quality", "", "Written by `python benchmarks/quality.py" + (" --quick" if mode == "quick" else "")
+             + "`: each candidate trained unpaired at the same budget (training images seen), with the same nets "
+             f"({', '.join(f'{k} {v}' for k, v in NETS.items())}), on this 2-core CPU; scored A -> B against the "
+             "test pairs' truth. L1 on the 0-1 scale. Colour: *hue* is the distance in degrees between the "
+             "chroma-weighted hue histograms of output and truth (0 = the same colours; n/a for black and white); "
+             "*chroma* is the output's total colourfulness over the truth's (1 = as colourful, 0 = grey). "
+             "Best model value per column in bold.", "", "| candidate | what it is |", "|---|---|"]
+    lines += [f"| {name} | {desc} |" for name, (_, _, desc) in CANDIDATES.items()]
+    for set_name, rows in results.items():
+        models = {k: v for k, v in rows.items() if k != "input unchanged"}
+        best = {key: pick(v[key] for v in models.values() if v[key] == v[key])
+                for key, _, _, pick in METRICS if pick and models and any(v[key] == v[key] for v in models.values())}
+        lines += ["", f"## {SETS.get(set_name, set_name)} (`{set_name}`, {rows['input unchanged']['n']} test pairs)",
+                  "", f"| | {' | '.join(label for _, label, _, _ in METRICS)} | images seen | minutes |",
+                  "|---" * (len(METRICS) + 3) + "|"]
+        for name, r in rows.items():
+            cells = ["n/a" if r[key] != r[key] else
+                     f"**{r[key]:.{digits}f}**" if name in models and best.get(key) == r[key] else f"{r[key]:.{digits}f}"
+                     for key, _, digits, _ in METRICS]
+            extra = f"{r['images']} | {r['minutes']:.1f}" if name in models else " | "
+            lines.append(f"| {name} | {' | '.join(cells)} | {extra} |")
+        lines += ["", f"![{set_name}](img/quality_{set_name}.png)", "",
+                  f"Rows: test pairs; columns: input | {' | '.join(models)} | truth."]
+    path.write_text("\n".join(lines) + "\n")
+
+
+def save_result(path: Path, set_name: str, rows: dict) -> dict:
+    """Merge one set's rows into the results file (other candidates may be being run by another process)."""
+    results = json.loads(path.read_text()) if path.is_file() else {}
+    results[set_name] = {**results.get(set_name, {}), **rows}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(results, indent=1))
+    tmp.replace(path)
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help=f"{BUDGETS['quick']} training images, not "
+                        f"{BUDGETS['default']}")
+    parser.add_argument("--sets", nargs="+", choices=SETS, default=list(SETS))
+    parser.add_argument("--candidates", nargs="*", choices=CANDIDATES, default=list(CANDIDATES),
+                        help="train these (others keep their stored results); none: rewrite the doc and sheets")
+    parser.add_argument("--images", type=int, help="override the budget (training images seen)")
+    parser.add_argument("--doc", type=Path, default=ROOT / "docs" / "quality.md")
+    args = parser.parse_args(argv)
+    mode = "quick" if args.quick else "default"
+    images = args.images or BUDGETS[mode]
+    out = ROOT / "runs" / "quality" / mode
+    results_path = out / "results.json"
+    results = json.loads(results_path.read_text()) if results_path.is_file() else {}
+    for set_name in args.sets:
+        root = build_set(set_name)
+        names, inputs, truth = test_pairs(root)
+        rows = {"input unchanged": {**score(inputs, truth), "n": len(names)}, **results.get(set_name, {})}
+        for candidate in args.candidates:
+            run_dir = out / set_name / candidate
+            info = train(set_name, root, candidate, images, run_dir)
+            rows[candidate] = {**score(translate(run_dir / "model.safetensors", inputs), truth), **info}
+            print(json.dumps({"set": set_name, "candidate": candidate, **rows[candidate]}), flush=True)
+            results = save_result(results_path, set_name, {"input unchanged": rows["input unchanged"],
+                                                           candidate: rows[candidate]})
+            rows = results[set_name]
+        columns = {"input": inputs}
+        for candidate in rows:
+            model = out / set_name / candidate / "model.safetensors"
+            if candidate != "input unchanged" and model.is_file():
+                columns[candidate] = translate(model, inputs)
+        columns["truth"] = truth
+        sample_sheet(args.doc.parent / "img" / f"quality_{set_name}.png", columns)
+    write_doc(results, mode, args.doc)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
