@@ -11,6 +11,9 @@ Requests wait in a bounded queue and are served CONCURRENCY at a time (see docs/
 from __future__ import annotations
 
 import argparse
+import base64
+import binascii
+import hashlib
 import sys
 import threading
 import time
@@ -34,6 +37,8 @@ ROOT = Path(__file__).resolve().parent
 TASKS = {"style": ("Style transfer", ROOT / "datasets" / "emoji-style"),
          "expression": ("Expression editing", ROOT / "datasets" / "emoji-expression")}
 MAX_FILE_SIZE = "20mb"
+MAX_FILE_BYTES = 20 * 1024 * 1024  # the same limit, for uploads sent inline as base64 data: URLs
+DELETE_CACHE = (600, 3600)  # every 10 minutes, delete uploads and results older than an hour
 MAX_PIXELS = 40_000_000
 CONCURRENCY = 2  # requests worked on at once (each model still runs one at a time); the rest wait in the queue
 QUEUE_SIZE = 64  # waiting requests beyond this are refused at once ("queue is full") instead of piling up
@@ -51,14 +56,19 @@ class ModelStore:
         self.problems: dict[str, str] = {}
         paths = sorted(self.folder.glob("*.safetensors")) if self.folder.is_dir() else []
         for path in paths:
-            if path.resolve().parent != self.folder or not path.resolve().is_file():
+            try:
+                inside = path.resolve().parent == self.folder and path.resolve().is_file()
+            except (OSError, RuntimeError) as exc:  # RuntimeError: a symlink loop
+                self.problems[path.name] = f"cannot be opened ({exc}); ignored"
+                continue
+            if not inside:
                 self.problems[path.name] = "points outside the checkpoints folder; ignored"
                 continue
             try:
                 translator = Translator.from_file(path, device, precision, backend)
                 translator.require_rgb(path)
                 self.models[path.name] = translator
-            except ArtifactError as exc:
+            except (ArtifactError, OSError) as exc:
                 self.problems[path.name] = str(exc)
         self.options = (device, precision, backend)
         self.trainings: Trainings | None = None
@@ -119,10 +129,32 @@ def pass_path_unopened(image: gr.Image) -> gr.Image:
     opened = image.preprocess
 
     def preprocess(payload):
+        if payload is not None and payload.url and payload.url.startswith("data:"):
+            return save_data_url(payload.url, image)
         return str(payload.path) if payload is not None and payload.path else opened(payload)
 
     image.preprocess = preprocess
     return image
+
+
+def save_data_url(url: str, component: gr.Image) -> str:
+    """An image sent inline as a base64 `data:` URL (gradio accepts one in FileData.url, past the upload route's size
+    limit): refused over MAX_FILE_BYTES before decoding the base64, else written undecoded into the component's
+    cache (cleaned by DELETE_CACHE) for open_upload to check its pixel count before decoding the image."""
+    header, _, encoded = url.partition(",")
+    if len(encoded) * 3 // 4 > MAX_FILE_BYTES:
+        raise gr.Error(f"The image is over the {MAX_FILE_SIZE} upload limit.")
+    try:
+        data = base64.b64decode(encoded, validate=True)
+    except binascii.Error:
+        raise gr.Error("The image data URL is not valid base64.") from None
+    folder = Path(component.GRADIO_CACHE) / hashlib.sha256(data).hexdigest()[:20]
+    folder.mkdir(parents=True, exist_ok=True)
+    kind = header.removeprefix("data:").split(";")[0].rpartition("/")[2][:8]  # "png" of data:image/png;base64
+    path = folder / (f"upload.{kind}" if kind.isalnum() else "upload")
+    path.write_bytes(data)
+    component.temp_files.add(str(path))
+    return str(path)
 
 
 def model_card(translator: Translator) -> str:
@@ -452,7 +484,7 @@ def build_app(store: ModelStore, max_side: int = 512, trainings: Trainings | Non
     """The model tabs, and the Train tab when `trainings` is given (its models then join the model tabs)."""
     if trainings is not None:
         store.watch_runs(trainings)
-    with gr.Blocks(title="translate: unpaired image-to-image translation") as demo:
+    with gr.Blocks(title="translate: unpaired image-to-image translation", delete_cache=DELETE_CACHE) as demo:
         gr.Markdown("## Unpaired image-to-image translation\nCycleGAN / DiscoGAN / DualGAN models from "
                     f"`{store.folder}`. Upload an image, pick a direction, press **Translate**.")
         for problem in store.problems.items():
