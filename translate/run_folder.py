@@ -15,6 +15,7 @@ import os
 from pathlib import Path
 
 from .config import Config
+from .validate import flag
 
 LOCK = ".lock"
 # How long, how often to log/sample/save, and how the machine runs it: the run itself stays the same.
@@ -23,13 +24,10 @@ RESUMABLE = ("max_steps", "epochs", "log_every", "sample_every", "save_every", "
 IDENTITY = ("name", "runs_dir")
 
 
-def _flag(name: str) -> str:
-    return "--" + name.replace("_", "-")
-
-
 def holds_a_run(run_dir: Path) -> bool:
-    """Whether the folder already holds (part of) a run: anything in it but a stale lock file."""
-    return run_dir.is_dir() and any(p.name != LOCK for p in run_dir.iterdir())
+    """Whether the folder holds a run that saved something: a resume state or a model. (A run stopped before its
+    first checkpoint left nothing to resume, so the same command may start it again.)"""
+    return (run_dir / "state" / "last.pt").exists() or (run_dir / "model.safetensors").exists()
 
 
 def refuse_existing(run_dir: Path) -> None:
@@ -65,8 +63,8 @@ def resume_changes(saved: Config, overrides: dict) -> dict[str, tuple]:
         if value == old:
             continue
         if key not in RESUMABLE:
-            raise ValueError(f"{_flag(key)} cannot change on --resume (this run has {old}): only "
-                             f"{', '.join(map(_flag, RESUMABLE))} can; to train with {_flag(key)} {value}, start a new "
+            raise ValueError(f"{flag(key)} cannot change on --resume (this run has {old}): only "
+                             f"{', '.join(map(flag, RESUMABLE))} can; to train with {flag(key)} {value}, start a new "
                              "run with another --name")
         changes[key] = (old, value)
     return changes
@@ -74,7 +72,7 @@ def resume_changes(saved: Config, overrides: dict) -> dict[str, tuple]:
 
 def describe(changes: dict[str, tuple]) -> list[str]:
     """Lines saying what the resume changes; a "lr factor" entry (before, after) says what happens to the LR."""
-    lines = [f"resume: {_flag(k)} {old} -> {new}" for k, (old, new) in changes.items() if k != "lr factor"]
+    lines = [f"resume: {flag(k)} {old} -> {new}" for k, (old, new) in changes.items() if k != "lr factor"]
     before, after = changes.get("lr factor", (None, None))
     if before != after:
         lines.append(f"resume: the LR schedule is recomputed for the new length (constant, then linear to zero at the "

@@ -17,6 +17,7 @@ POSITIVE = ("lr_g", "lr_d")
 
 
 def flag(name: str) -> str:
+    """A config field's CLI flag: lr_g -> --lr-g."""
     return "--" + name.replace("_", "-")
 
 
