@@ -13,17 +13,40 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from .checkpoint import kept_model_path
 from .data import DataError, UnpairedDataset, build_transform, collate, load_rgb, to_tensor
+from .pace import Pace
 from .report import write_report
 from .trainer import NonFiniteError, Trainer
 
 MAX_ROLLBACKS = 5  # then the run stops: halving the LR again and again will not fix it
+UNPLANNED = 10**12  # the end of a --minutes run until its warm-up has measured the speed
 
 
-def fit(trainer: Trainer, resume: bool = False, stop_at: int | None = None) -> dict:
-    """Train to total_steps (or pause at step `stop_at`, saving the state); returns the last logged metrics.
+def fit(trainer: Trainer, resume: bool = False, stop_at: int | None = None, minutes: float | None = None) -> dict:
+    """Train to total_steps, or for about `minutes` (the steps are set after a short warm-up and saved as
+    max_steps), or pause at step `stop_at`, saving the state; returns the last logged metrics.
     SIGINT or SIGTERM finish the current step, save the state and raise KeyboardInterrupt."""
-    return Run(trainer).fit(resume, stop_at)
+    return Run(trainer).fit(resume, stop_at, minutes)
+
+
+def samples_source(trainer: Trainer) -> str:
+    """Where the sample grids' images come from, in words."""
+    data = trainer.cfg.data
+    if trainer.domains.test_a is not trainer.domains.train_a:
+        return f"testA/ and testB/ of {data.data}"
+    if data.data:
+        return f"trainA/ and trainB/ of {data.data} (it has no testA/ testB/)"
+    return ("the training folders (--data-a/--data-b have no test split; `translate data prepare` makes one, "
+            "then train with --data)")
+
+
+def data_summary(trainer: Trainer) -> dict:
+    """Image counts, sources and sample source of the run's data, for sessions.jsonl and the report."""
+    d, data = trainer.domains, trainer.cfg.data
+    return {"train_a": len(d.train_a), "train_b": len(d.train_b), "names": list(d.names),
+            "source_a": data.data_a or f"{data.data}/trainA", "source_b": data.data_b or f"{data.data}/trainB",
+            "samples": samples_source(trainer), "skipped": len(trainer.bad_files)}
 
 
 def loader(trainer: Trainer, start: int, stop: int) -> torch.utils.data.DataLoader:
@@ -44,7 +67,7 @@ def fixed_samples(trainer: Trainer) -> tuple[torch.Tensor, torch.Tensor]:
     for files in (trainer.domains.test_a, trainer.domains.test_b):
         images = []
         stride = max(1, len(files) // trainer.cfg.train.n_samples)  # spread over the set, not its start
-        for path in files[::stride] + files:
+        for path in dict.fromkeys(files[::stride] + files):  # an unreadable pick is replaced, never repeated
             if len(images) == trainer.cfg.train.n_samples:
                 break
             with contextlib.suppress(DataError):
@@ -78,25 +101,32 @@ class Run:
         self.rollbacks = 0
         self.bar = self.writer = self._samples = None
 
-    def fit(self, resume: bool, stop_at: int | None) -> dict:
+    def fit(self, resume: bool, stop_at: int | None, minutes: float | None = None) -> dict:
         tr = self.trainer
         if resume:
             tr.resume()
         main = tr.world.is_main
-        end = min(tr.total_steps, stop_at or tr.total_steps)
+        if minutes is not None:
+            tr.total_steps = UNPLANNED  # constant LR until the warm-up sets the end (and max_steps)
+        self.end = min(tr.total_steps, stop_at or tr.total_steps)
+        self.pace = Pace(tr.step_count, self.end, minutes, tr.cfg.train.batch_size * tr.world.world_size, tr.world)
         tr.run_dir.mkdir(parents=True, exist_ok=True)
         if main:
             from torch.utils.tensorboard import SummaryWriter
             tr.cfg.save(tr.run_dir / "config.json")
             self.writer = SummaryWriter(str(tr.run_dir / "tensorboard"))
-        self.bar = tqdm(total=end, initial=tr.step_count, desc=tr.run_dir.name, unit="step", dynamic_ncols=True,
-                        disable=not main)
+            with (tr.run_dir / "sessions.jsonl").open("a") as f:  # every start and resume, for the report
+                f.write(json.dumps({"time": time.time(), "step": tr.step_count, "minutes": minutes,
+                                    "total_steps": None if minutes else tr.total_steps,
+                                    "config": tr.cfg.to_dict(), "data": data_summary(tr)}) + "\n")
+        self.bar = tqdm(total=None if minutes else self.end, initial=tr.step_count, desc=tr.run_dir.name,
+                        unit="step", dynamic_ncols=True, disable=not main)
         metrics: dict = {}
         with _deferred_signals(self):
             try:
-                while tr.step_count < end:
+                while tr.step_count < self.end:
                     try:
-                        metrics = self._run(end) or metrics
+                        metrics = self._run() or metrics
                     except NonFiniteError as exc:
                         self._roll_back(str(exc))
             finally:
@@ -108,20 +138,37 @@ class Run:
             print(f"skipped {len(tr.bad_files)} unreadable image(s); listed in {tr.run_dir / 'skipped.txt'}")
         return metrics
 
-    def _run(self, end: int) -> dict:
-        """Steps from the current one to `end`: log, sample and save at their intervals."""
+    def _plan(self, step: int) -> None:
+        """Once the warm-up has measured the speed: say the ETA, or with --minutes set the run's end."""
+        tr = self.trainer
+        message = self.pace.after_step(step)
+        if message is None:
+            return
+        if self.pace.budget_s is not None:
+            self.end = tr.total_steps = tr.cfg.train.max_steps = self.pace.end
+            self.bar.total = self.end
+            self.bar.refresh()
+            if tr.world.is_main:
+                tr.cfg.save(tr.run_dir / "config.json")  # a --resume continues to this end
+        if tr.world.is_main:
+            self.bar.write(message)
+
+    def _run(self) -> dict:
+        """Steps from the current one to self.end: log, sample and save at their intervals."""
         tr, bar = self.trainer, self.bar
         t, main = tr.cfg.train, tr.world.is_main
         sums: dict[str, torch.Tensor] = {}
         metrics: dict = {}
         tick, tick_step = time.perf_counter(), tr.step_count
         with (tr.run_dir / "metrics.jsonl").open("a") if main else contextlib.nullcontext() as log_file:
-            for batch in loader(tr, tr.step_count, end):
+            for batch in loader(tr, tr.step_count, self.end):
                 self._note_bad(batch["bad"])
                 for key, value in tr.step(batch["a"], batch["b"]).items():
                     sums[key] = sums.get(key, 0) + value
                 bar.update(1)
                 s = tr.step_count
+                self._plan(s)
+                end = self.end
                 if self.stop_signal is not None:
                     if main:
                         bar.write(f"{signal.Signals(self.stop_signal).name}: saving state at step {s}")
@@ -132,7 +179,7 @@ class Run:
                     metrics = {"step": s, **{k: float(v) / n for k, v in sums.items()},
                                "lr_g": tr.opt_g.param_groups[0]["lr"], "lr_d": tr.opt_d.param_groups[0]["lr"],
                                "images_per_s": n * t.batch_size * tr.world.world_size / elapsed,
-                               "step_time_s": elapsed / n}
+                               "step_time_s": elapsed / n, "time": time.time()}
                     if main:
                         self._check_health(s, metrics)
                     if not all(math.isfinite(v) for v in metrics.values()):  # checked before every save too
@@ -156,6 +203,10 @@ class Run:
                     if not all(bool(torch.isfinite(v)) for v in sums.values()):
                         raise NonFiniteError(f"non-finite loss between steps {tick_step} and {s}")
                     tr.save()
+                if main and t.keep_every and s % t.keep_every == 0:
+                    tr.export(kept_model_path(tr.run_dir, s))
+                if s >= end:  # a --minutes run's loader reaches past its end
+                    break
         return metrics
 
     def _note_bad(self, messages: list[str]) -> None:

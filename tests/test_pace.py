@@ -1,0 +1,60 @@
+"""The warm-up measurement behind the start-of-run ETA and `train --minutes`, on a fake clock."""
+from translate.pace import Pace, duration
+
+
+class Clock:
+    def __init__(self):
+        self.now = 1000.0
+
+    def __call__(self):
+        return self.now
+
+
+def _drive(pace: Pace, clock: Clock, step_s: float, first_s: float = 5.0) -> tuple[int, str]:
+    """Steps until the pace reports; the first step is slow (start-up), the others take step_s."""
+    step = pace.start_step
+    while True:
+        clock.now += first_s if step == pace.start_step else step_s
+        step += 1
+        message = pace.after_step(step)
+        if message:
+            return step, message
+
+
+def test_budget_sets_the_steps_that_fit_counting_the_warm_up():
+    clock = Clock()
+    pace = Pace(0, end=10**9, minutes=10, clock=clock)
+    step, message = _drive(pace, clock, 0.5)
+    assert step == 31  # 15 s of timed steps after the first
+    # 600 s budget: 5 s start-up + 15 s warm-up spent, 580 s left at 0.5 s a step
+    assert pace.end == 31 + 1160
+    assert message.startswith("about 10 min: 1,191 steps at 0.5 s/step (measured over 30 warm-up steps")
+
+
+def test_short_budget_warms_up_for_a_share_of_it_and_a_resume_counts_from_its_step():
+    clock = Clock()
+    pace = Pace(500, end=10**9, minutes=0.5, clock=clock)  # 30 s: warm up 1.5 s (5 %), at least 3 steps
+    step, message = _drive(pace, clock, 0.1, first_s=1.0)
+    assert step == 516 and pace.end == 516 + round((30 - 1.0 - 1.5) / 0.1)
+    assert message.startswith(f"about 0.5 min: {pace.end - 500:,} steps at 0.1 s/step")
+
+
+def test_a_budget_smaller_than_the_warm_up_ends_the_run_there():
+    clock = Clock()
+    pace = Pace(0, end=10**9, minutes=0.01, clock=clock)
+    step, _ = _drive(pace, clock, 1.0, first_s=2.0)
+    assert pace.end == step == 4  # at least MIN_TIMED timed steps, then no time left
+
+
+def test_eta_of_a_planned_run():
+    clock = Clock()
+    pace = Pace(0, end=5000, images_per_step=4, clock=clock)
+    step, message = _drive(pace, clock, 2.0)
+    assert pace.end == 5000 and step == 9  # 8 timed steps fill the 15 s warm-up
+    assert message == "about 2 h 46 min to go at this speed: 4,991 more steps at 2 s/step, 2 images/s"
+    assert pace.after_step(step + 1) is None  # said once
+
+
+def test_durations_read_naturally():
+    assert [duration(s) for s in (0.4, 59.6, 61, 3599, 3600 * 5 + 7 * 60)] == [
+        "0 s", "1 min 00 s", "1 min 01 s", "59 min 59 s", "5 h 07 min"]

@@ -1,0 +1,73 @@
+"""Speed of a run, measured over a short warm-up: the ETA printed at the start of every run, and the number of
+steps that fits a `--minutes` budget (the warm-up steps count toward it)."""
+from __future__ import annotations
+
+import math
+import time
+
+WARMUP_S = 15.0  # the warm-up times steps for this long at most...
+WARMUP_SHARE = 0.05  # ...and for at most this share of a --minutes budget
+MIN_TIMED = 3  # steps timed after the first one (which pays for start-up: workers, allocations)
+DISTRIBUTED_TIMED = 10  # under torchrun every process ends the warm-up at the same step; rank 0's clock decides
+
+
+def duration(seconds: float) -> str:
+    """A span of time a person reads: '45 s', '12 min 05 s', '3 h 07 min'."""
+    seconds = round(seconds)
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min {seconds % 60:02d} s"
+    return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
+
+
+class Pace:
+    """Call `after_step(step)` after every step; it returns a message once, when the warm-up has measured the speed.
+    With a budget it first sets `end`, the last step of the run."""
+
+    def __init__(self, start_step: int, end: int, minutes: float | None = None, images_per_step: int = 1,
+                 world=None, clock=time.perf_counter):
+        self.start_step, self.end, self.images_per_step = start_step, end, images_per_step
+        self.budget_s = None if minutes is None else minutes * 60
+        self.world, self.clock = world, clock
+        self.started = clock()
+        self.first: tuple[int, float] | None = None  # (step, time) after the first step
+        self.measured = False
+
+    def _warm(self, step: int, now: float) -> bool:
+        timed = step - self.first[0]
+        if self.world is not None and self.world.distributed:
+            return timed >= DISTRIBUTED_TIMED
+        limit = WARMUP_S if self.budget_s is None else min(WARMUP_S, WARMUP_SHARE * self.budget_s)
+        return timed >= MIN_TIMED and now - self.first[1] >= limit
+
+    def after_step(self, step: int) -> str | None:
+        if self.measured:
+            return None
+        now = self.clock()
+        if self.first is None:
+            self.first = (step, now)
+            return None
+        if not self._warm(step, now) and step < self.end:
+            return None
+        self.measured = True
+        timed = step - self.first[0]
+        if timed == 0:  # the run ended before a second step
+            return None
+        s_per_step = (now - self.first[1]) / timed
+        if self.budget_s is not None:
+            left = self.budget_s - (now - self.started)
+            self.end = self._agree(step + max(0, math.floor(left / s_per_step + 1e-6)))  # no float crumbs
+            return (f"about {self.budget_s / 60:g} min: {self.end - self.start_step:,} steps at {s_per_step:.3g} s/step "
+                    f"(measured over {timed} warm-up steps, which count); the run ends at step {self.end:,}")
+        return (f"about {duration((self.end - step) * s_per_step)} to go at this speed: {self.end - step:,} more steps "
+                f"at {s_per_step:.3g} s/step, {self.images_per_step / s_per_step:.3g} images/s")
+
+    def _agree(self, end: int) -> int:
+        """Under torchrun, every process takes rank 0's choice."""
+        if self.world is None or not self.world.distributed:
+            return end
+        import torch.distributed as dist
+        choice = [end]
+        dist.broadcast_object_list(choice, src=0)
+        return choice[0]
