@@ -3,6 +3,7 @@ NaN rollback and deferred signals. All of a run's files go into the trainer's ru
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import math
 import signal
@@ -13,7 +14,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from .checkpoint import kept_model_path
+from .checkpoint import atomic_write, kept_model_path
 from .data import DataError, UnpairedDataset, build_transform, collate, load_rgb, to_tensor
 from .pace import Pace
 from .report import write_report
@@ -63,15 +64,18 @@ def fixed_samples(trainer: Trainer) -> tuple[torch.Tensor, torch.Tensor]:
     """n_samples test images per domain, spread over each set, centre-cropped to the training size."""
     size = trainer.cfg.data.crop_size
     transform = build_transform(size, size, train=False)
-    batches = []
-    for files in (trainer.domains.test_a, trainer.domains.test_b):
+    batches, d = [], trainer.domains
+    for test, train in ((d.test_a, d.train_a), (d.test_b, d.train_b)):
         images = []
-        stride = max(1, len(files) // trainer.cfg.train.n_samples)  # spread over the set, not its start
-        for path in dict.fromkeys(files[::stride] + files):  # an unreadable pick is replaced, never repeated
-            if len(images) == trainer.cfg.train.n_samples:
+        for files in (test, train):  # a test folder whose every file is unreadable: training images instead
+            stride = max(1, len(files) // trainer.cfg.train.n_samples)  # spread over the set, not its start
+            for path in dict.fromkeys(files[::stride] + files):  # an unreadable pick is replaced, never repeated
+                if len(images) == trainer.cfg.train.n_samples:
+                    break
+                with contextlib.suppress(DataError):
+                    images.append(to_tensor(transform(image=load_rgb(path))["image"]))
+            if images:
                 break
-            with contextlib.suppress(DataError):
-                images.append(to_tensor(transform(image=load_rgb(path))["image"]))
         batches.append(torch.stack(images).to(trainer.device))
     return batches[0], batches[1]
 
@@ -194,7 +198,10 @@ class Run:
                                          "health": ",".join(sorted(tr.monitor.active)) or "ok"})
                     sums, tick, tick_step = {}, time.perf_counter(), s
                 if main and (s % t.sample_every == 0 or s == end):
-                    self.write_samples()
+                    try:
+                        self.write_samples()
+                    except OSError as exc:  # a view too: training goes on
+                        bar.write(f"could not write a sample grid in {tr.run_dir / 'samples'}: {exc.strerror or exc}")
                     try:
                         write_report(tr.run_dir)
                     except OSError as exc:  # the report is a view; training goes on (a full disk stops the save)
@@ -248,8 +255,9 @@ class Run:
             self._samples = fixed_samples(tr)
         grid = sample_grid(tr, self._samples)
         path = tr.run_dir / "samples" / f"step_{tr.step_count:07d}.png"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        save_image(grid, path)
+        buffer = io.BytesIO()
+        save_image(grid, buffer, format="png")
+        atomic_write(path, buffer.getvalue())  # a full disk leaves no half-written grid
         if self.writer is not None:
             self.writer.add_image("samples", grid, tr.step_count)
         return path
