@@ -28,29 +28,55 @@ def _train_parser(sub) -> None:
     p.set_defaults(func=cmd_train)
 
 
-def train_config(args: argparse.Namespace) -> tuple[Config, Path]:
-    """The run's Config and folder: recipe defaults, then the flags given; on --resume the saved config,
-    then the flags given (for example a larger --max-steps)."""
-    overrides = {k: v for k, v in vars(args).items() if k not in ("command", "func", "resume", "paper_nets")}
+def train_config(args: argparse.Namespace) -> tuple[Config, Path, dict]:
+    """The run's Config and folder, checked (translate.validate) before anything is written, and on --resume the
+    changes to the saved config: recipe defaults, then the flags given; on --resume the saved config, then the
+    flags given that run_folder.RESUMABLE allows (for example a larger --max-steps)."""
+    from .run_folder import absolute_data, refuse_existing, resume_changes
+    from .validate import check_config
+    overrides = {k: v for k, v in vars(args).items()
+                 if k not in ("command", "func", "resume", "paper_nets", "minutes")}
+    changes: dict = {}
     if args.resume:
         if not overrides.get("name"):
             raise ValueError("--resume needs the --name of the run to continue")
         run_dir = Path(overrides.get("runs_dir", "runs")) / overrides["name"]
         if not (run_dir / "config.json").is_file():
             raise FileNotFoundError(f"{run_dir}: no run to resume (config.json missing)")
-        cfg = Config.load(run_dir / "config.json").update(overrides)
+        cfg = Config.load(run_dir / "config.json")
+        changes = resume_changes(cfg, overrides)
+        cfg.update({key: new for key, (_, new) in changes.items()})
+        cfg.train.name, cfg.train.runs_dir = run_dir.name, str(run_dir.parent)  # where it is now, not was
     else:
         cfg = recipe_config(overrides.pop("recipe", "cyclegan"), args.paper_nets).update(overrides)
+        absolute_data(cfg)
     if not cfg.train.name:
         source = cfg.data.data or cfg.data.data_b or "run"
         cfg.train.name = f"{Path(source).resolve().name}-{cfg.train.recipe}"
-    return cfg, Path(cfg.train.runs_dir) / cfg.train.name
+    check_config(cfg)
+    run_dir = Path(cfg.train.runs_dir) / cfg.train.name
+    if not args.resume:
+        refuse_existing(run_dir)
+    return cfg, run_dir, changes
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from . import run_folder
     from .trainer import Trainer
-    cfg, run_dir = train_config(args)
+    cfg, run_dir, changes = train_config(args)
     trainer = Trainer(cfg, run_dir)
+    if args.resume:
+        done = run_folder.saved_step(run_dir)
+        if done is not None and done >= trainer.total_steps:
+            print(f"{run_dir}: this run already finished ({done:,} of {trainer.total_steps:,} steps); nothing to do. "
+                  f"To train longer: translate train --resume --name {cfg.train.name} --runs-dir {cfg.train.runs_dir} "
+                  f"--max-steps {2 * trainer.total_steps}")
+            return 0
+        if done is not None:
+            before = trainer._lr_factor(done, run_folder.previous_total(cfg, changes, trainer.batches().steps_per_epoch))
+            changes["lr factor"] = (before, trainer._lr_factor(done))
+        for line in run_folder.describe(changes):
+            print(line)
     t, world = cfg.train, trainer.world
     if world.is_main:
         print(f"run folder: {run_dir}  recipe: {t.recipe}  device: {trainer.device}  steps: {trainer.total_steps}  "
@@ -58,8 +84,13 @@ def cmd_train(args: argparse.Namespace) -> int:
               f"global batch: {t.batch_size} x {world.world_size} process(es) = {t.batch_size * world.world_size}  "
               f"lr_g {t.lr_g:g}  lr_d {t.lr_d:g}  bf16: {trainer.amp}")
     try:
-        trainer.fit(resume=args.resume)
+        with run_folder.lock(run_dir):
+            trainer.fit(resume=args.resume)
     except KeyboardInterrupt:
+        if not trainer.state_path.is_file():
+            print("stopped before the first checkpoint; nothing to resume: start again with the same command",
+                  file=sys.stderr)
+            return 130
         print(f"stopped; continue with: translate train --resume --name {cfg.train.name} "
               f"--runs-dir {cfg.train.runs_dir}", file=sys.stderr)
         return 130
@@ -80,11 +111,18 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
+    except KeyboardInterrupt:  # Ctrl-C before training started (imports, data checks): nothing was written
+        print(f"translate {args.command}: interrupted", file=sys.stderr)
+        return 130
     except USER_ERRORS as exc:
         print(f"translate {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except RUN_ERRORS as exc:
         print(f"translate {args.command}: stopped: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:  # disk full, read-only folder...: writes are atomic, so nothing half-written is left
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"translate {args.command}: stopped: {where}{exc.strerror or exc}", file=sys.stderr)
         return 1
 
 
