@@ -14,6 +14,7 @@ import argparse
 import base64
 import binascii
 import hashlib
+import signal
 import sys
 import threading
 import time
@@ -310,10 +311,10 @@ def load_domain(trainings: Trainings, data_root: DataRoot, source: str, token: s
     (thumbnail strip, summary with the skipped files)."""
     try:
         if source == "upload":
+            dest = trainings.staging(token, domain)
+            left_out = stage_uploads(uploads or [], dest)  # none: the earlier uploads are removed
             if not uploads:
                 return gr.Image(None, visible=False), ""
-            dest = trainings.staging(token, domain)
-            left_out = stage_uploads(uploads, dest)
             data = DomainData.inspect(dest)
             data.skipped = {**left_out, **data.skipped}
         else:
@@ -405,10 +406,19 @@ def refresh_training(trainings: Trainings, store: ModelStore, run: str | None, s
         elif key == "losses":
             out.append(pd.DataFrame(loss_rows(metrics)) if metrics else None)
         elif key == "sample":
-            out.append(Image.open(value).convert("RGB") if value else None)  # a copy: run files are not served
+            out.append(open_sample(value) if value else None)
         else:
             out.append(value)
     return *out, keys
+
+
+def open_sample(path: Path):
+    """A copy of a sample grid (gradio does not serve run files); gr.skip() if it cannot be read just now."""
+    try:
+        with Image.open(path) as image:
+            return image.convert("RGB")
+    except OSError:
+        return gr.skip()
 
 
 def _train_tab(trainings: Trainings, data_root: DataRoot, store: ModelStore) -> None:
@@ -419,6 +429,7 @@ def _train_tab(trainings: Trainings, data_root: DataRoot, store: ModelStore) -> 
                 f"`{trainings.runs_dir}`; the model then appears in the other tabs.")
     source = gr.Radio([("Upload images", "upload"), ("Folders on the server", "folders")], value="upload",
                       label="1. Data", visible=bool(folders), elem_id="train-source")
+    folder_of = {}  # domain -> its folder choice
     with gr.Row(equal_height=True):
         for domain in ("A", "B"):
             with gr.Column():
@@ -436,7 +447,7 @@ def _train_tab(trainings: Trainings, data_root: DataRoot, store: ModelStore) -> 
                       [strip, summary], api_name=False)
             source.change(lambda s: (gr.File(visible=s == "upload"), gr.Dropdown(visible=s != "upload")), source,
                           [uploads, folder], api_name=False)
-            folder_a, folder_b = (folder, None) if domain == "A" else (folder_a, folder)
+            folder_of[domain] = folder
     with gr.Row():
         task = gr.Radio(TRAIN_TASKS, value="style", label="2. Task", info="the tab the model will appear in", scale=2)
         recipe = gr.Dropdown(RECIPES, value="cyclegan", label="Recipe")
@@ -460,7 +471,7 @@ def _train_tab(trainings: Trainings, data_root: DataRoot, store: ModelStore) -> 
     message = gr.Markdown(elem_id="train-message")
     status = gr.Markdown(elem_id="train-status")
     progress = gr.Markdown(elem_id="train-progress")
-    with gr.Row(equal_height=True):
+    with gr.Row():
         sample = gr.Image(label="Latest samples: real A | A→B | back to A | real B | B→A | back to B", format="png",
                           interactive=False, height=300, elem_id="train-sample", elem_classes="translate-image")
         losses = gr.LinePlot(x="step", y="value", color="loss", label="Losses", elem_id="train-losses")
@@ -469,7 +480,8 @@ def _train_tab(trainings: Trainings, data_root: DataRoot, store: ModelStore) -> 
     shown = gr.State(dict)
 
     start.click(partial(start_training, trainings, data_root),
-                [source, token, folder_a, folder_b, task, recipe, size, minutes, name, *advanced], [message, runs],
+                [source, token, folder_of["A"], folder_of["B"], task, recipe, size, minutes, name, *advanced],
+                [message, runs],
                 api_name="train_start", concurrency_limit=None)
     stop.click(lambda: trainings.stop(), None, message, api_name="train_stop", concurrency_limit=None)
     resume.click(partial(resume_training, trainings), runs, message, api_name="train_resume", concurrency_limit=None)
@@ -534,6 +546,7 @@ def main(argv: list[str] | None = None) -> int:
         launch(build_app(store, args.max_side), args.host, args.port)
         return 0
     trainings = Trainings(args.runs_dir, int(args.runs_quota_gb * 1024**3))
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # exit through atexit: a running training is saved
     launch(build_app(store, args.max_side, trainings, DataRoot(args.data_root)), args.host, args.port,
            app_kwargs={"routes": [run_files_route(trainings.runs_dir)]})
     return 0

@@ -3,7 +3,6 @@ Chromium (upload, start, samples, stop, resume, translate with the new model).""
 import importlib.util
 import os
 import signal
-import sys
 import threading
 import time
 import zipfile
@@ -101,6 +100,9 @@ def test_settings_become_translate_train_flags_or_one_clear_message(tmp_path):
                      "--log-every", "10"]
     assert "--max-steps" in train_flags(Path("a"), Path("b"), "r", tmp_path, "cyclegan", 32, 5, {"max-steps": "40"})
     (tmp_path / "taken").mkdir()
+    (tmp_path / "taken" / "model.safetensors").write_bytes(b"")
+    (tmp_path / "stopped-early").mkdir()  # nothing saved: the name may be used again, as with the CLI
+    assert "stopped-early" in train_flags(Path("a"), Path("b"), "stopped-early", tmp_path, "cyclegan", 32, 5, {})
     for name, size, minutes, advanced, message in (
             ("../x", 64, 5, {}, "use 1-64 letters"), ("taken", 64, 5, {}, "exists already"),
             ("ok", 30, 5, {}, "multiple of 4"), ("ok", 64, 0, {}, "Give a time budget"),
@@ -109,6 +111,36 @@ def test_settings_become_translate_train_flags_or_one_clear_message(tmp_path):
             ("ok", 64, 5, {"ema": "-1"}, "--ema: '-1' is not a number of 0 or more")):
         with pytest.raises(TrainingError, match=message):
             train_flags(Path("a"), Path("b"), name, tmp_path, "cyclegan", size, minutes, advanced)
+
+
+def test_run_folder_reading_progress_samples_losses_and_findings(tmp_path):
+    run = tmp_path / "run"
+    (run / "samples").mkdir(parents=True)
+    assert app_training.progress_text([], None).startswith("Starting")
+    assert app_training.latest_sample(run) is None
+    for step in (10, 20):
+        Image.fromarray(IMG).save(run / "samples" / f"step_{step:07d}.png")
+        os.utime(run / "samples" / f"step_{step:07d}.png", (time.time() - 5,) * 2)
+    assert app_training.latest_sample(run).name == "step_0000020.png"
+    (run / "metrics.jsonl").write_text('{"step": 10, "g_adv": 1.5, "d_a": 0.2, "images_per_s": 4.0, '
+                                       '"step_time_s": 0.5}\n{"step": 20, "g_adv": 1.0, "d_a": 0.25, "images_per_s": '
+                                       '4.0, "step_time_s": 0.5, "findings": ["d-wins"]}\n{"step": 3')  # half-written
+    metrics = app_training.read_jsonl(run / "metrics.jsonl")
+    assert [m["step"] for m in metrics] == [10, 20]
+    assert app_training.progress_text(metrics, 260) == "step 20 / 260 (8 %) · 4 images/s · about 2 min 0 s left"
+    assert app_training.loss_rows(metrics) == {"step": [10, 10, 20, 20], "loss": ["g_adv", "d_a", "g_adv", "d_a"],
+                                               "value": [1.5, 0.2, 1.0, 0.25]}
+    log = tmp_path / "run.log"
+    log.write_text("about 5 min: 1,234 steps at 0.2 s/step (measured over 4 warm-up steps, which count); "
+                   "the run ends at step 1,234\n")
+    assert app_training.planned_steps(log, run / "config.json") == 1234
+    (run / "config.json").write_text('{"train": {"max_steps": 300}}')
+    assert app_training.planned_steps(log, run / "config.json") == 300
+    findings = [{"name": "d-wins", "since_step": 20, "evidence": "D is sure", "remedies": ["--lr-d 0.0001"]},
+                {"name": "checkerboard", "since_step": 10, "evidence": "2-px period", "remedies": []}]
+    text = app_training.findings_text(findings, ["d-wins"])
+    assert "**d-wins** since step 20: D is sure" in text and "`--lr-d 0.0001`" in text and "checkerboard" not in text
+    assert app_training.findings_text(findings, []) == "**Health:** no problem seen so far."
 
 
 # --- the training process ------------------------------------------------------------------------------------------
@@ -120,7 +152,7 @@ def toy(tmp_path_factory):
 def test_killed_training_is_reported_and_resumes_to_the_end(toy, tmp_path):
     trainings = Trainings(tmp_path / "runs", quota_bytes=1024**3)
     job = trainings.start("killed", _tiny_flags(toy, "killed", trainings.runs_dir, 400), task="expression")
-    _wait(lambda: (job.run_dir / "state" / "last.pt").is_file(), 60, "a first save")
+    _wait(lambda: (job.run_dir / "state" / "last.pt").is_file(), 180, "a first save")
     os.kill(job.process.pid, signal.SIGKILL)
     job.process.wait(10)
     assert trainings.poll() is job and not job.running
@@ -128,7 +160,7 @@ def test_killed_training_is_reported_and_resumes_to_the_end(toy, tmp_path):
     with pytest.raises(TrainingError, match="no saved state"):
         trainings.start("never-ran", [], resume=True)
     job = trainings.start("killed", ["--max-steps", "10"], resume=True)  # a short end for the test
-    _wait(lambda: not job.running, 60, "the resumed run to end")
+    _wait(lambda: not job.running, 180, "the resumed run to end")
     assert job.outcome() == "**killed** finished.", job.log.read_text()
     assert trainings.task("killed") == "expression" and trainings.runs() == ["killed"]
 
@@ -156,18 +188,13 @@ def server(toy, tmp_path_factory):
         yield url, base / "runs"
 
 
-def _upload_files(tmp_path) -> tuple[list[str], str]:
+def _upload_files(toy: Path, tmp_path: Path) -> tuple[list[str], str]:
     """Domain A as separate PNGs plus one broken file; domain B as one zip."""
-    rng = np.random.default_rng(5)
-    files = []
-    for i in range(6):
-        path = tmp_path / f"a{i}.png"
-        Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(path)
-        files.append(str(path))
+    files = [str(p) for p in sorted((toy / "trainA").glob("*.png"))[:6]]
     (tmp_path / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
     with zipfile.ZipFile(tmp_path / "b.zip", "w") as z:
-        for i in range(6):
-            z.writestr(f"b/{i}.png", Path(files[i]).read_bytes())
+        for path in sorted((toy / "trainB").glob("*.png"))[:6]:
+            z.write(path, f"b/{path.name}")
     return [*files, str(tmp_path / "broken.png")], str(tmp_path / "b.zip")
 
 
@@ -176,10 +203,10 @@ def _text(page, selector: str) -> str:
 
 
 @pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian chromium (/usr/bin/chromium) is not installed")
-def test_browser_upload_train_stop_resume_and_translate(server, tmp_path):
+def test_browser_upload_train_stop_resume_and_translate(server, toy, tmp_path):
     from playwright.sync_api import sync_playwright
     url, runs = server
-    files_a, zip_b = _upload_files(tmp_path)
+    files_a, zip_b = _upload_files(toy, tmp_path)
     shots = Path(os.environ.get("TRAIN_TAB_SCREENSHOTS", tmp_path))
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS)
@@ -199,22 +226,22 @@ def test_browser_upload_train_stop_resume_and_translate(server, tmp_path):
             page.click("#train-advanced button")
             for flag, value in (("ngf", 8), ("n-blocks", 1), ("ndf", 8), ("batch-size", 2), ("max-steps", 40),
                                 ("sample-every", 10)):
-                page.fill(f"#train-{flag} input", str(value))
+                page.fill(f"#train-{flag} input, #train-{flag} textarea", str(value))
             page.fill("#train-name input, #train-name textarea", "e2e")
             page.screenshot(path=str(shots / "train-idle.png"), full_page=True)
             page.click("#train-start")
             page.wait_for_function("document.querySelector('#train-message').innerText.includes('Started e2e')",
                                    timeout=20_000)
-            page.wait_for_function("document.querySelector('#train-sample img')?.naturalWidth > 0", timeout=90_000)
+            page.wait_for_function("document.querySelector('#train-sample img')?.naturalWidth > 0", timeout=180_000)
             assert "Training e2e" in _text(page, "#train-status") and "step " in _text(page, "#train-progress")
             page.screenshot(path=str(shots / "train-running.png"), full_page=True)
             page.click("#train-stop")
             page.wait_for_function("document.querySelector('#train-status').innerText.includes('stopped')",
-                                   timeout=60_000)
+                                   timeout=120_000)
             assert "Resume" in _text(page, "#train-status")
             page.click("#train-resume")
             page.wait_for_function("document.querySelector('#train-status').innerText.includes('finished')",
-                                   timeout=120_000)
+                                   timeout=240_000)
             page.wait_for_function("document.querySelector('#train-links').innerText.includes('training report')",
                                    timeout=10_000)
             page.screenshot(path=str(shots / "train-finished.png"), full_page=True)
@@ -259,4 +286,4 @@ def test_two_clients_racing_to_start_get_one_training(server, tmp_path):
     assert len(started) == 1 and len(refused) == 1, messages
     assert "One training runs at a time" in refused[0]
     assert "Stopping" in clients[0].predict(api_name="/train_stop")
-    _wait(lambda: clients[1].predict(api_name="/train_stop") == "No training is running.", 60, "the stop")
+    _wait(lambda: clients[1].predict(api_name="/train_stop") == "No training is running.", 120, "the stop")

@@ -27,6 +27,7 @@ from PIL import Image
 
 from .data import IMAGE_EXTENSIONS
 from .dataset_tools import _problem as image_problem
+from .run_folder import holds_a_run
 
 APP_DIR = ".app"
 MAX_UPLOAD_FILES = 5_000  # images per domain, after unzipping
@@ -170,7 +171,7 @@ def train_flags(data_a: Path, data_b: Path, name: str, runs_dir: Path, recipe: s
     if not NAME_RE.fullmatch(name or ""):
         raise TrainingError(f"Run name {name!r}: use 1-64 letters, digits, '.', '_' or '-', starting with a letter "
                             "or digit.")
-    if (runs_dir / name).exists():
+    if holds_a_run(runs_dir / name):
         raise TrainingError(f"A run named {name!r} exists already: pick it under Runs and press Resume, or choose "
                             "another name.")
     size = int(size)
@@ -316,6 +317,9 @@ class Trainings:
                 raise TrainingError(f"A training is already running in this app: **{self.job.name}** (started "
                                     f"{time.strftime('%H:%M', time.localtime(self.job.started))}). One training "
                                     "runs at a time: wait for it to finish, or watch it under Runs.")
+            if not NAME_RE.fullmatch(name):
+                raise TrainingError(f"Run name {name!r}: the app trains runs named with letters, digits, '.', '_' "
+                                    "and '-' only.")
             self.check_quota()
             run_dir = self.runs_dir / name
             if resume:
