@@ -18,7 +18,7 @@ import torch  # noqa: E402
 from translate.config import Config  # noqa: E402
 from translate.recipes import recipe_config  # noqa: E402
 
-torch.set_num_threads(2)
+torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", 2)))  # OMP_NUM_THREADS=1 reproduces a 1-core laptop
 
 
 def toy_truth(image: np.ndarray) -> np.ndarray:

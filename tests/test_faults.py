@@ -1,5 +1,6 @@
 """Training survives faults: NaN, failed saves, signals, SIGKILL at random moments; the fast path and
 data-parallel runs compute what the eager single-process path computes."""
+import json
 import os
 import random
 import signal
@@ -131,25 +132,36 @@ def test_sigterm_saves_at_a_step_boundary_and_exits_cleanly(toy_root, tmp_path):
     assert f"SIGTERM: saving state at step {step}" in out and "translate train --resume" in out
 
 
+def _last_logged(metrics: Path) -> dict:
+    """The last complete line of a metrics.jsonl being written ({} before the first)."""
+    lines = metrics.read_text().split("\n")[:-1] if metrics.exists() else []
+    return json.loads(lines[-1]) if lines else {}
+
+
 def test_sigkill_at_random_moments_then_resume_equals_an_uninterrupted_run(toy_root, tmp_path):
-    """Killed three times at random points (during steps, during checkpoint writes), resumed each time: the
-    final weights equal a straight run's, bit for bit, and the state on disk always loads."""
+    """Killed three times at random points (during steps, during checkpoint writes), each kill landing while the
+    run trains (within a step time after a randomly chosen step), resumed each time: the final weights equal a
+    straight run's, bit for bit, and the state on disk always loads."""
     steps = 24
     subprocess.run(_train_cmd(toy_root, tmp_path, "straight", steps), env=_env(), check=True,
                    capture_output=True)
     rng = random.Random(0)
-    cmd = _train_cmd(toy_root, tmp_path, "killed", steps)
-    state = tmp_path / "killed" / "state" / "last.pt"
-    for attempt in range(3):
+    cmd = _train_cmd(toy_root, tmp_path, "killed", steps, ("--log-every", "1"))
+    state, metrics = tmp_path / "killed" / "state" / "last.pt", tmp_path / "killed" / "metrics.jsonl"
+    killed_at = []
+    for target in (rng.randint(3, 6), rng.randint(10, 13), rng.randint(17, 20)):  # past the last run's log
         proc = subprocess.Popen(cmd + (["--resume"] if state.exists() else []), env=_env(),
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(rng.uniform(3.0, 6.0))
+        deadline = time.time() + 120
+        while _last_logged(metrics).get("step", 0) < target and time.time() < deadline:
+            time.sleep(0.005)
+        time.sleep(rng.uniform(0.0, _last_logged(metrics)["step_time_s"]))  # in a step or a checkpoint write
+        assert proc.poll() is None, "the run ended before the kill: it must land mid-run"
         proc.kill()
-        proc.wait()
-        if state.exists():
-            assert load_state(state)["step"] % 2 == 0  # always a complete checkpoint
-    resume = ["--resume"] if state.exists() else []
-    subprocess.run(cmd + resume, env=_env(), check=True, capture_output=True)
+        assert proc.wait() == -signal.SIGKILL
+        killed_at.append(load_state(state)["step"])  # always a complete checkpoint, which loads
+    assert all(step % 2 == 0 for step in killed_at) and 0 < killed_at[0] <= killed_at[-1] < steps
+    subprocess.run(cmd + ["--resume"], env=_env(), check=True, capture_output=True)
     final, straight = load_state(state), load_state(tmp_path / "straight" / "state" / "last.pt")
     assert final["step"] == straight["step"] == steps
     for net in ("g_ab", "g_ba", "d_a", "d_b"):

@@ -34,20 +34,34 @@ def test_wasserstein_and_hinge_known_values():
     assert losses.g_loss("hinge", fake).item() == pytest.approx(0.25)
 
 
+class TanhCritic(nn.Module):
+    """f(x) = v . tanh(W x) on the flattened image: non-linear, so its gradient differs at every interpolate."""
+
+    def __init__(self, d_in: int, hidden: int = 5):
+        super().__init__()
+        g = torch.Generator().manual_seed(0)
+        self.w = nn.Parameter(torch.randn(hidden, d_in, generator=g, dtype=torch.float64) / d_in ** 0.5)
+        self.v = nn.Parameter(torch.randn(hidden, generator=g, dtype=torch.float64))
+
+    def forward(self, x):
+        return torch.tanh(x.flatten(1) @ self.w.T) @ self.v
+
+
 def test_gradient_penalty_equals_hand_computation():
-    torch.manual_seed(0)
-    critic = nn.Conv2d(1, 1, 2, bias=False)
-    real, fake = torch.randn(3, 1, 3, 3), torch.randn(3, 1, 3, 3)
-    torch.manual_seed(1)
+    """Against the analytic gradient W^T (v * (1 - tanh^2(W x))) at the same interpolates, in float64."""
+    critic = TanhCritic(12)
+    g = torch.Generator().manual_seed(1)
+    real, fake = (torch.randn(4, 3, 2, 2, generator=g, dtype=torch.float64) for _ in range(2))
+    torch.manual_seed(2)
     gp = losses.gradient_penalty(critic, real, fake)
-    # A linear critic summing a 2x2 conv over a 3x3 input: d out / d x is the kernel summed over its
-    # positions; the same for every sample and every interpolate.
-    w = critic.weight[0, 0].detach()
-    grad = torch.zeros(3, 3)
-    for i in range(2):
-        for j in range(2):
-            grad[i:i + 2, j:j + 2] += w
-    assert gp.item() == pytest.approx(((grad.norm() - 1) ** 2).item(), rel=1e-5)
+    torch.manual_seed(2)
+    alpha = torch.rand(4, 1, 1, 1, dtype=torch.float64)  # what gradient_penalty draws
+    x_hat = (alpha * real + (1 - alpha) * fake).flatten(1)
+    with torch.no_grad():
+        grad = (critic.v * (1 - torch.tanh(x_hat @ critic.w.T) ** 2)) @ critic.w
+        expected = ((grad.norm(dim=1) - 1) ** 2).mean()
+    assert grad.norm(dim=1).std() > 0.05  # the gradient norm really varies between interpolates
+    assert gp.item() == pytest.approx(expected.item(), rel=1e-12)
 
 
 def test_r1_penalty_hand_computation():

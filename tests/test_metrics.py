@@ -59,6 +59,10 @@ def test_paired_metrics_known_values():
     assert off["l1"] == pytest.approx(0.1, abs=1e-6)
     assert off["psnr"] == pytest.approx(20.0, abs=1e-3)
     assert off["ssim"] < 1.0
+    # Flat images have no contrast or structure: SSIM is the luminance term (2xy + C1) / (x^2 + y^2 + C1),
+    # C1 = 0.01^2; grey 0.5 against 0.25 -> 0.2501 / 0.3126.
+    flat = metrics.paired_metrics(torch.zeros(1, 3, 32, 32), torch.full((1, 3, 32, 32), -0.5))
+    assert flat["ssim"] == pytest.approx((2 * 0.5 * 0.25 + 1e-4) / (0.5 ** 2 + 0.25 ** 2 + 1e-4), abs=1e-5)
 
 
 def test_domain_score_counts_confident_target_assignments():

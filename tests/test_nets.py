@@ -10,10 +10,10 @@ from translate.nets.layers import BlurPool
 @pytest.mark.parametrize("upsample", ["resize-conv", "transpose", "antialiased"])
 @pytest.mark.parametrize("size", [(32, 32), (36, 52), (64, 20)])
 def test_resnet_generator_keeps_any_size_divisible_by_4(upsample, size):
-    g = build_generator(ModelConfig(ngf=8, n_blocks=2, upsample=upsample))
+    g = build_generator(ModelConfig(ngf=8, n_blocks=2, upsample=upsample, init_gain=0.5))
     out = g(torch.randn(2, 3, *size))
     assert out.shape == (2, 3, *size)
-    assert out.abs().max() <= 1.0  # Tanh output, images in [-1, 1]
+    assert 0.99 < out.abs().max() <= 1.0  # large weights saturate the Tanh: images stay in [-1, 1]
 
 
 def test_upsampling_choice_changes_the_layers():

@@ -55,7 +55,17 @@ class ResnetGenerator(nn.Module):
         return self.model(input)
 
 
-def _reference_pair(tmp_path, seed=0, **kw):
+def _legacy_state(net: nn.Module) -> dict:
+    """The state dict as PyTorch < 0.4 saved it: instance norms with (unused) running statistics."""
+    state = net.state_dict()
+    for name, m in net.named_modules():
+        if isinstance(m, nn.InstanceNorm2d):
+            state[f"{name}.running_mean"] = torch.rand(m.num_features)
+            state[f"{name}.running_var"] = torch.rand(m.num_features) + 0.5
+    return state
+
+
+def _reference_pair(tmp_path, seed=0, legacy=False, **kw):
     """Two reference generators saved as the reference saves them; G_B through DataParallel (`module.` keys)."""
     torch.manual_seed(seed)
     g_a, g_b = ResnetGenerator(**kw).eval(), ResnetGenerator(**kw).eval()
@@ -64,14 +74,17 @@ def _reference_pair(tmp_path, seed=0, **kw):
             if isinstance(m, nn.BatchNorm2d):
                 m.running_mean.uniform_(-0.5, 0.5)
                 m.running_var.uniform_(0.5, 2.0)
-    torch.save(g_a.state_dict(), tmp_path / "latest_net_G_A.pth")
+    torch.save(_legacy_state(g_a) if legacy else g_a.state_dict(), tmp_path / "latest_net_G_A.pth")
     torch.save(nn.DataParallel(g_b).state_dict(), tmp_path / "latest_net_G_B.pth")
     return g_a, g_b
 
 
 @pytest.mark.parametrize("kw", [dict(ngf=8, n_blocks=6), dict(ngf=4, n_blocks=9),
-                                dict(ngf=8, n_blocks=2, norm="batch", use_dropout=True)],
-                         ids=["resnet6", "resnet9", "batchnorm-dropout"])
+                                dict(ngf=8, n_blocks=2, norm="batch", use_dropout=True),
+                                dict(ngf=8, n_blocks=2, norm="batch"), dict(ngf=8, n_blocks=2, legacy=True),
+                                dict(ngf=8, n_blocks=2, use_dropout=True, legacy=True)],
+                         ids=["resnet6", "resnet9", "batchnorm-dropout", "batchnorm", "legacy-instancenorm",
+                              "legacy-instancenorm-dropout"])
 def test_imported_generators_match_the_reference_network(tmp_path, capsys, kw):
     g_a, g_b = _reference_pair(tmp_path, **kw)
     out = tmp_path / "horse2zebra.safetensors"

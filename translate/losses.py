@@ -14,6 +14,7 @@ import torch.nn.functional as F
 
 ADVERSARIAL = ("lsgan", "vanilla", "wgan-gp", "wgan-clip", "hinge")
 WASSERSTEIN = ("wgan-gp", "wgan-clip")
+RECON_LOSSES = ("l1", "l2")
 
 
 def d_loss(kind: str, real: torch.Tensor, fake: torch.Tensor, smoothing: float = 0.0) -> torch.Tensor:
@@ -63,7 +64,7 @@ def recon_loss(kind: str, output: torch.Tensor, target: torch.Tensor) -> torch.T
         return F.l1_loss(output, target)
     if kind == "l2":
         return F.mse_loss(output, target)
-    raise ValueError(f"unknown reconstruction loss {kind!r}; choose l1 or l2")
+    raise ValueError(f"unknown reconstruction loss {kind!r}; choose from {', '.join(RECON_LOSSES)}")
 
 
 def feature_matching_loss(real_features: list[torch.Tensor], fake_features: list[torch.Tensor]) -> torch.Tensor:

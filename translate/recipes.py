@@ -1,7 +1,8 @@
 """The three recipes of the family: defaults over the shared engine, with the paper each comes from.
 
 A recipe is a dict of config overrides ("train" and "model" fields by flat name). `paper_nets` holds the nets the
-paper used; `--paper-nets` switches to them. A new recipe is one entry here.
+paper used; `--paper-nets` switches to them. `deviations` lists where the recipe knowingly differs from the
+paper and its official code, and why (the README's recipe table shows them). A new recipe is one entry here.
 """
 from __future__ import annotations
 
@@ -16,24 +17,52 @@ RECIPES: dict[str, dict] = {
                           d_steps=1, pool_size=50, lr_decay_start=0.5),
         "paper_nets": dict(generator="resnet", n_blocks=9, upsample="transpose", discriminator="patchgan",
                            n_layers=3, g_norm="instance", d_norm="instance"),
+        "deviations": [
+            ("default nets upsample by resize + conv", "no checkerboard artifacts; --paper-nets has the paper's "
+             "3x3 transposed convs"),
+        ],
     },
     "discogan": {
         "paper": "Kim et al. 2017, Learning to Discover Cross-Domain Relations with Generative Adversarial "
                  "Networks (arXiv:1703.05192)",
+        # Official code (SKTBrain/DiscoGAN): G loss (0.1 GAN + 0.9 feature matching) x (1 - r) + r x MSE
+        # reconstruction, r = 0.01 for 10,000 iterations then 0.5; D updated every 3rd iteration, G on the others.
         "overrides": dict(adversarial="vanilla", recon_loss="l2", lambda_cycle=1.0, lambda_identity=0.0,
-                          optimizer="adam", lr_g=2e-4, lr_d=2e-4, beta1=0.5, beta2=0.999, weight_decay=1e-5,
-                          d_steps=1, pool_size=0, lr_decay_start=1.0),
-        "paper_nets": dict(generator="encoder-decoder", unet_depth=4, g_norm="batch", discriminator="patchgan",
-                           n_layers=4, d_norm="batch"),
+                          lambda_adv=0.1, feature_matching=0.9, recon_rate=0.5, recon_rate_start=0.01,
+                          recon_rate_steps=10000, update_interval=3, optimizer="adam", lr_g=2e-4, lr_d=2e-4,
+                          beta1=0.5, beta2=0.999, weight_decay=1e-5, d_steps=1, g_steps=1, pool_size=0,
+                          lr_decay_start=1.0, batch_size=64, load_size=64, crop_size=64, flip=False),
+        "paper_nets": dict(generator="encoder-decoder", unet_depth=4, ngf=64, g_norm="batch", upsample="transpose",
+                           discriminator="dcgan", n_layers=4, ndf=64, d_norm="batch"),
+        "deviations": [
+            ("default nets are the ResNet generator and a PatchGAN", "every recipe shares them, so recipes differ in "
+             "their training only; --paper-nets has the paper's encoder-decoder and 5-conv discriminator"),
+            ("Tanh output, images in [-1, 1]", "one convention for every net; the official generator ends in a "
+             "Sigmoid on [0, 1] images"),
+            ("nets initialised N(0, 0.02)", "the family's init; the official code keeps PyTorch's default init"),
+        ],
     },
     "dualgan": {
         "paper": "Yi et al. 2017, DualGAN: Unsupervised Dual Learning for Image-to-Image Translation "
                  "(arXiv:1704.02510)",
-        "overrides": dict(adversarial="wgan-gp", gp_weight=10.0, recon_loss="l1", lambda_cycle=100.0,
-                          lambda_identity=0.0, optimizer="rmsprop", lr_g=5e-5, lr_d=5e-5, weight_decay=0.0,
-                          d_steps=2, pool_size=0, lr_decay_start=1.0, d_norm="none"),
-        "paper_nets": dict(generator="unet", unet_depth=8, g_norm="batch", dropout=0.5, discriminator="patchgan",
-                           n_layers=3, d_norm="none"),
+        # Paper (Sec. 3-4): WGAN loss with weight clipping c in [0.01, 0.1], n_critic 2-4, RMSProp lr 5e-5,
+        # batch 1-4, L1 reconstruction weights lambda_U, lambda_V in [100, 1000]; U-Net G, 70x70 PatchGAN critic.
+        "overrides": dict(adversarial="wgan-clip", clip_value=0.01, gp_weight=10.0, recon_loss="l1",
+                          lambda_cycle=100.0, lambda_identity=0.0, optimizer="rmsprop", lr_g=5e-5, lr_d=5e-5,
+                          weight_decay=0.0, d_steps=2, g_steps=1, pool_size=0, lr_decay_start=1.0, batch_size=1),
+        "paper_nets": dict(generator="unet", unet_depth=8, ngf=64, g_norm="instance-affine", dropout=0.5,
+                           upsample="transpose", discriminator="patchgan", n_layers=3, ndf=64,
+                           d_norm="instance-affine"),
+        "deviations": [
+            ("default nets are the ResNet generator and a PatchGAN with instance norm", "--paper-nets has the "
+             "U-Net (depth 8, dropout 0.5) and the critic with per-image affine norm of the official code"),
+            ("4x4 convs", "pix2pix's PyTorch U-Net and PatchGAN; the official TensorFlow code uses 5x5 'SAME' convs"),
+            ("U-Net bottleneck not normalised", "as pix2pix: the official per-image norm on the 1x1 bottleneck "
+             "sets it to a constant"),
+            ("RMSProp smoothing 0.99", "PyTorch's default; TensorFlow's RMSProp in the official code uses 0.9"),
+            ("--adversarial wgan-gp is an option, not the default", "the paper clips weights; WGAN-GP (with "
+             "--gp-weight 10) is usually steadier"),
+        ],
     },
 }
 

@@ -62,21 +62,25 @@ def convert_generator(state: dict, path: str | Path = "generator"):
     if "model.1.weight" not in state:
         raise ValueError(f"{path}: not a reference CycleGAN ResnetGenerator (no model.1.weight; keys start with "
                          f"{', '.join(sorted(state)[:3])})")
-    blocks = {int(m.group(1)) for k in state if (m := re.match(r"model\.(\d+)\.conv_block\.", k))}
     batch_norm = "model.2.weight" in state
+    if not batch_norm:  # instance-norm running stats saved by PyTorch < 0.4: unused, and they would shift indices
+        state = {k: v for k, v in state.items() if not k.endswith(LEGACY_BUFFERS)}
+    blocks = {int(m.group(1)) for k in state if (m := re.match(r"model\.(\d+)\.conv_block\.", k))}
+    # A block is [pad, conv, norm, relu, (dropout), pad, conv, norm]: its second conv (the second 4-D weight) sits at
+    # index 6 with dropout and 5 without.
+    second_convs = {int(m.group(1)) for k, v in state.items()
+                    if v.ndim == 4 and (m := re.match(r"model\.\d+\.conv_block\.(\d+)\.weight$", k))} - {1}
+    if len(second_convs) != 1 or not second_convs <= {5, 6}:
+        raise ValueError(f"{path}: unexpected residual block layout (second conv at index "
+                         f"{sorted(second_convs) or 'none'}; the reference has 5, or 6 with dropout)")
     stem, last = state["model.1.weight"], state.get(f"model.{17 + len(blocks)}.weight")
     if last is None or last.shape[0] != stem.shape[1]:
         raise ValueError(f"{path}: unexpected layout (output layer model.{17 + len(blocks)} missing, or its channels "
                          "differ from the input's)")
     model = ModelConfig(generator="resnet", ngf=stem.shape[0], n_blocks=len(blocks), channels=stem.shape[1],
                         g_norm="batch" if batch_norm else "instance", upsample="transpose",
-                        dropout=0.5 if any(".conv_block.6." in k for k in state) else 0.0)
-    ours = {}
-    for key, value in state.items():
-        if not batch_norm and key.endswith(LEGACY_BUFFERS):
-            continue  # instance-norm running stats saved by PyTorch < 0.4: unused
-        ours[key.removeprefix("model.").replace(".conv_block.", ".body.")] = value
-    return model, ours
+                        dropout=0.5 if second_convs == {6} else 0.0)
+    return model, {k.removeprefix("model.").replace(".conv_block.", ".body."): v for k, v in state.items()}
 
 
 def convert(g_a: str | Path, g_b: str | Path, out: str | Path, domains=("A", "B"), image_size: int = 256) -> dict:

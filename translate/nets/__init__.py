@@ -1,10 +1,10 @@
-"""Nets by name: a recipe or the CLI picks `--generator resnet|unet|encoder-decoder`, `--discriminator patchgan`."""
+"""Nets by name: a recipe or the CLI picks `--generator` and `--discriminator` from GENERATORS and DISCRIMINATORS."""
 from __future__ import annotations
 
 from torch import nn
 
-from .discriminators import PatchDiscriminator
-from .generators import ResidualGenerator, ResnetGenerator, UnetGenerator
+from .discriminators import DCGANDiscriminator, PatchDiscriminator
+from .generators import EncoderDecoderGenerator, ResidualGenerator, ResnetGenerator, UnetGenerator
 from .layers import init_weights
 
 
@@ -12,17 +12,24 @@ def _resnet(cfg) -> nn.Module:
     return ResnetGenerator(cfg.channels, cfg.channels, cfg.ngf, cfg.n_blocks, cfg.g_norm, cfg.dropout, cfg.upsample)
 
 
-def _unet(cfg, skips: bool = True) -> nn.Module:
-    return UnetGenerator(cfg.channels, cfg.channels, cfg.ngf, cfg.unet_depth, cfg.g_norm, cfg.dropout,
-                         cfg.upsample, skips)
+def _unet(cfg) -> nn.Module:
+    return UnetGenerator(cfg.channels, cfg.channels, cfg.ngf, cfg.unet_depth, cfg.g_norm, cfg.dropout, cfg.upsample)
+
+
+def _encoder_decoder(cfg) -> nn.Module:
+    return EncoderDecoderGenerator(cfg.channels, cfg.channels, cfg.ngf, cfg.unet_depth, cfg.g_norm, cfg.upsample)
 
 
 def _patchgan(cfg) -> nn.Module:
     return PatchDiscriminator(cfg.channels, cfg.ndf, cfg.n_layers, cfg.d_norm, cfg.spectral_norm)
 
 
-GENERATORS = {"resnet": _resnet, "unet": _unet, "encoder-decoder": lambda cfg: _unet(cfg, skips=False)}
-DISCRIMINATORS = {"patchgan": _patchgan}
+def _dcgan(cfg) -> nn.Module:
+    return DCGANDiscriminator(cfg.channels, cfg.ndf, cfg.n_layers, cfg.d_norm, cfg.spectral_norm)
+
+
+GENERATORS = {"resnet": _resnet, "unet": _unet, "encoder-decoder": _encoder_decoder}
+DISCRIMINATORS = {"patchgan": _patchgan, "dcgan": _dcgan}
 
 
 def _pick(registry: dict, name: str, kind: str):

@@ -1,4 +1,4 @@
-"""PatchGAN discriminator: a fully convolutional net scoring overlapping patches (70x70 for n_layers=3)."""
+"""Discriminators: PatchGAN (scores overlapping patches, 70x70 for n_layers=3) and DCGAN (one logit an image)."""
 from __future__ import annotations
 
 import torch
@@ -33,6 +33,41 @@ class PatchDiscriminator(nn.Module):
         for block in self.blocks:
             x = block(x)
             out.append(x)
+        return out
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.blocks(x)
+
+
+class DCGANDiscriminator(nn.Module):
+    """DiscoGAN's discriminator (Kim et al. 2017, official code): n_layers 4x4 stride-2 convs, each followed by a
+    norm (except the first) and LeakyReLU 0.2, then a 4x4 conv without padding: five convs and one logit for a
+    64 px image at n_layers=4 (larger images give a few logits). No biases under batch norm.
+
+    `features(x)` returns the normalised blocks' outputs and the logit: DiscoGAN matches those blocks' features."""
+
+    def __init__(self, in_channels: int = 3, ndf: int = 64, n_layers: int = 4, norm: str = "batch",
+                 spectral_norm: bool = False):
+        super().__init__()
+        sn = nn.utils.spectral_norm if spectral_norm else (lambda m: m)
+        bias = norm != "batch"
+        blocks = [nn.Sequential(sn(nn.Conv2d(in_channels, ndf, 4, stride=2, padding=1, bias=bias)),
+                                nn.LeakyReLU(0.2, True))]
+        c = ndf
+        for i in range(1, n_layers):
+            c_next = ndf * min(2 ** i, 8)
+            blocks.append(nn.Sequential(sn(nn.Conv2d(c, c_next, 4, stride=2, padding=1, bias=bias)),
+                                        norm_layer(norm, c_next), nn.LeakyReLU(0.2, True)))
+            c = c_next
+        blocks.append(sn(nn.Conv2d(c, 1, 4, stride=1, padding=0, bias=bias)))
+        self.blocks = nn.Sequential(*blocks)
+
+    def features(self, x: torch.Tensor) -> list[torch.Tensor]:
+        out = []
+        for i, block in enumerate(self.blocks):
+            x = block(x)
+            if i:
+                out.append(x)
         return out
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -1,4 +1,4 @@
-"""Generators: the ResNet generator (CycleGAN) and the U-Net / encoder-decoder (DualGAN, DiscoGAN)."""
+"""Generators: the ResNet generator (CycleGAN), the U-Net (DualGAN) and the encoder-decoder (DiscoGAN)."""
 from __future__ import annotations
 
 import torch
@@ -46,14 +46,12 @@ class ResnetGenerator(nn.Sequential):
 
 
 class UnetGenerator(nn.Module):
-    """U-Net: `depth` stride-2 4x4 conv downsamplings mirrored by upsamplings, with skip connections
-    (DualGAN's net, from pix2pix). With skips=False it is the plain encoder-decoder of DiscoGAN.
-    H and W must be divisible by 2**depth."""
+    """U-Net: `depth` stride-2 4x4 conv downsamplings mirrored by upsamplings, with skip connections (pix2pix's,
+    used by DualGAN); dropout on the three innermost upsamplings. H and W must be divisible by 2**depth."""
 
     def __init__(self, in_channels: int = 3, out_channels: int = 3, ngf: int = 64, depth: int = 6,
-                 norm: str = "batch", dropout: float = 0.0, upsample: str = "resize-conv", skips: bool = True):
+                 norm: str = "batch", dropout: float = 0.0, upsample: str = "resize-conv"):
         super().__init__()
-        self.skips = skips
         bias = norm != "batch"
         widths = [min(ngf * 2 ** i, ngf * 8) for i in range(depth)]
         self.down = nn.ModuleList()
@@ -67,10 +65,10 @@ class UnetGenerator(nn.Module):
             c_prev = c
         self.up = nn.ModuleList()
         for i in reversed(range(depth)):
-            c_in = widths[i] * (2 if skips and i < depth - 1 else 1)
+            c_in = widths[i] * (2 if i < depth - 1 else 1)
             last = i == 0
             c_out = out_channels if last else widths[i - 1]
-            layers = [nn.ReLU(True), *upsample_block(upsample, c_in, c_out, bias or last)]
+            layers = [nn.ReLU(True), *upsample_block(upsample, c_in, c_out, bias or last, kernel=4)]
             if last:
                 layers.append(nn.Tanh())
             else:
@@ -86,10 +84,32 @@ class UnetGenerator(nn.Module):
             features.append(x)
         x = features.pop()
         for i, layer in enumerate(self.up):
-            if i and self.skips:
+            if i:
                 x = torch.cat([x, features.pop()], dim=1)
             x = layer(x)
         return x
+
+
+class EncoderDecoderGenerator(nn.Sequential):
+    """DiscoGAN's generator (Kim et al. 2017, official code): `depth` 4x4 stride-2 convs, each followed by a norm
+    (except the first) and LeakyReLU 0.2, mirrored by 4x4 stride-2 transposed convs with norm and ReLU, Tanh out;
+    no skip connections, no biases under batch norm. H and W must be divisible by 2**depth."""
+
+    def __init__(self, in_channels: int = 3, out_channels: int = 3, ngf: int = 64, depth: int = 4,
+                 norm: str = "batch", upsample: str = "transpose"):
+        bias = norm != "batch"
+        widths = [min(ngf * 2 ** i, ngf * 8) for i in range(depth)]
+        layers, c_prev = [], in_channels
+        for i, c in enumerate(widths):
+            layers += [nn.Conv2d(c_prev, c, 4, stride=2, padding=1, bias=bias),
+                       *([norm_layer(norm, c)] if i else []), nn.LeakyReLU(0.2, True)]
+            c_prev = c
+        for i in reversed(range(depth)):
+            c_out = out_channels if i == 0 else widths[i - 1]
+            layers += upsample_block(upsample, c_prev, c_out, bias, kernel=4)
+            layers += [nn.Tanh()] if i == 0 else [norm_layer(norm, c_out), nn.ReLU(True)]
+            c_prev = c_out
+        super().__init__(*layers)
 
 
 class ResidualGenerator(nn.Module):

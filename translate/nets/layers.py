@@ -5,14 +5,15 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
-NORMS = ("instance", "batch", "none")
+NORMS = ("instance", "instance-affine", "batch", "none")
 UPSAMPLINGS = ("resize-conv", "transpose", "antialiased")
 
 
 def norm_layer(name: str, channels: int) -> nn.Module:
-    """instance (no affine, no running stats, as the reference CycleGAN) | batch | none."""
-    if name == "instance":
-        return nn.InstanceNorm2d(channels, affine=False, track_running_stats=False)
+    """instance (no affine, no running stats, as the reference CycleGAN) | instance-affine (with a learned scale
+    and shift: DualGAN's per-image "batch_norm") | batch | none."""
+    if name in ("instance", "instance-affine"):
+        return nn.InstanceNorm2d(channels, affine=name == "instance-affine", track_running_stats=False)
     if name == "batch":
         return nn.BatchNorm2d(channels)
     if name == "none":
@@ -33,14 +34,15 @@ class BlurPool(nn.Module):
         return F.conv2d(F.pad(x, (1, 1, 1, 1), mode="reflect"), self.kernel, groups=x.shape[1])
 
 
-def upsample_block(kind: str, c_in: int, c_out: int, bias: bool) -> list[nn.Module]:
-    """Double the resolution: resize + conv (default, no checkerboards), transposed conv (reference CycleGAN),
-    or transposed conv followed by a blur (anti-aliased)."""
+def upsample_block(kind: str, c_in: int, c_out: int, bias: bool, kernel: int = 3) -> list[nn.Module]:
+    """Double the resolution: resize + conv (default, no checkerboards), transposed conv with a `kernel`-wide
+    filter (3: the reference CycleGAN; 4: pix2pix's U-Net and DiscoGAN), or a 4x4 transposed conv followed by a
+    blur (anti-aliased)."""
     if kind == "resize-conv":
         return [nn.Upsample(scale_factor=2, mode="nearest"), nn.ReflectionPad2d(1),
                 nn.Conv2d(c_in, c_out, 3, bias=bias)]
     if kind == "transpose":
-        return [nn.ConvTranspose2d(c_in, c_out, 3, stride=2, padding=1, output_padding=1, bias=bias)]
+        return [nn.ConvTranspose2d(c_in, c_out, kernel, stride=2, padding=1, output_padding=kernel % 2, bias=bias)]
     if kind == "antialiased":
         return [nn.ConvTranspose2d(c_in, c_out, 4, stride=2, padding=1, bias=bias), BlurPool(c_out)]
     raise ValueError(f"unknown upsampling {kind!r}; choose from {', '.join(UPSAMPLINGS)}")
@@ -57,7 +59,7 @@ def init_weights(net: nn.Module, gain: float = 0.02) -> nn.Module:
             nn.init.normal_(weight, 0.0, gain)
             if m.bias is not None:
                 nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.BatchNorm2d):
+        elif isinstance(m, (nn.BatchNorm2d, nn.InstanceNorm2d)) and m.affine:
             nn.init.normal_(m.weight, 1.0, gain)
             nn.init.zeros_(m.bias)
     return net
