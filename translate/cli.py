@@ -3,9 +3,11 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from pathlib import Path
 
+from . import __version__
 from .checkpoint import SaveError
 from .config import Config, add_config_flags
 from .recipes import RECIPES, recipe_config
@@ -15,16 +17,31 @@ RUN_ERRORS = (SaveError, FloatingPointError)  # a failed checkpoint write, a run
 # Modules that add a subcommand: each has `add_parser(subparsers)` and sets `func` on its parser.
 # They import their heavy dependencies inside the command, so `translate --help` stays fast.
 SUBCOMMAND_MODULES: tuple[str, ...] = ("translate.dataset_tools", "translate.apply", "translate.export",
-                                         "translate.reference", "translate.evaluate")
+                                         "translate.reference", "translate.evaluate", "translate.recipes")
 
 
-def _train_parser(sub) -> None:
+def _help_recipe(argv: list[str]) -> tuple[str, bool]:
+    """The --model (recipe) and --paper-nets of a command line, so `train --model dualgan --help` shows dualgan's
+    defaults; unknown recipes fall back to cyclegan here and are reported by the real parse."""
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--model", "--recipe", dest="recipe", default="cyclegan")
+    pre.add_argument("--paper-nets", action="store_true")
+    known, _ = pre.parse_known_args(argv)
+    return (known.recipe if known.recipe in RECIPES else "cyclegan"), known.paper_nets
+
+
+def _train_parser(sub, argv: list[str]) -> None:
+    recipe, paper_nets = _help_recipe(argv)
     p = sub.add_parser("train", help="train a CycleGAN / DiscoGAN / DualGAN on two image folders",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-                       description="Recipes: " + "; ".join(f"{k}: {v['paper']}" for k, v in RECIPES.items()))
+                       description=f"Defaults shown are those of --model {recipe}"
+                                   f"{' --paper-nets' if paper_nets else ''} ({RECIPES[recipe]['paper']}); "
+                                   "`translate train --model NAME --help` shows another recipe's, "
+                                   "`translate recipes` compares them.")
     p.add_argument("--resume", action="store_true", help="continue the run RUNS_DIR/NAME from its last state")
     p.add_argument("--paper-nets", action="store_true", help="use the recipe paper's own nets")
-    add_config_flags(p)
+    p.add_argument("--minutes", type=float, help="time budget: measure the speed over a short warm-up, then set "
+                   "--max-steps to fit (warm-up steps count); overrides --epochs and --max-steps")
+    add_config_flags(p, recipe_config(recipe, paper_nets))
     p.set_defaults(func=cmd_train)
 
 
@@ -62,7 +79,10 @@ def train_config(args: argparse.Namespace) -> tuple[Config, Path, dict]:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from . import run_folder
+    from .run import samples_source
     from .trainer import Trainer
+    if args.minutes is not None and not args.minutes > 0:
+        raise ValueError(f"--minutes {args.minutes:g}: give a time budget above 0")
     cfg, run_dir, changes = train_config(args)
     trainer = Trainer(cfg, run_dir)
     if args.resume:
@@ -78,14 +98,16 @@ def cmd_train(args: argparse.Namespace) -> int:
         for line in run_folder.describe(changes):
             print(line)
     t, world = cfg.train, trainer.world
+    steps = f"set from --minutes {args.minutes:g} after a warm-up" if args.minutes else f"{trainer.total_steps:,}"
     if world.is_main:
-        print(f"run folder: {run_dir}  recipe: {t.recipe}  device: {trainer.device}  steps: {trainer.total_steps}  "
+        print(f"run folder: {run_dir}  recipe: {t.recipe}  device: {trainer.device}  steps: {steps}  "
               f"images: {len(trainer.domains.train_a)} A, {len(trainer.domains.train_b)} B\n"
               f"global batch: {t.batch_size} x {world.world_size} process(es) = {t.batch_size * world.world_size}  "
-              f"lr_g {t.lr_g:g}  lr_d {t.lr_d:g}  bf16: {trainer.amp}")
+              f"lr_g {t.lr_g:g}  lr_d {t.lr_d:g}  bf16: {trainer.amp}\n"
+              f"sample grids: {samples_source(trainer)}")
     try:
         with run_folder.lock(run_dir):
-            trainer.fit(resume=args.resume)
+            trainer.fit(resume=args.resume, minutes=args.minutes)
     except KeyboardInterrupt:
         if not trainer.state_path.is_file():
             print("stopped before the first checkpoint; nothing to resume: start again with the same command",
@@ -98,19 +120,23 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="translate", description="Unpaired image-to-image translation.")
+    parser.add_argument("--version", action="version", version=f"translate {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
-    _train_parser(sub)
+    _train_parser(sub, sys.argv[1:] if argv is None else argv)
     for name in SUBCOMMAND_MODULES:
         importlib.import_module(name).add_parser(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = build_parser(argv).parse_args(argv)
     try:
         return args.func(args)
+    except BrokenPipeError:  # `translate data inspect --json | head`: the reader left; exit quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at interpreter exit
+        return 141
     except KeyboardInterrupt:  # Ctrl-C before training started (imports, data checks): nothing was written
         print(f"translate {args.command}: interrupted", file=sys.stderr)
         return 130

@@ -223,6 +223,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else run_folder(models[0]) / "eval.json"
     out.write_text(json.dumps(results, indent=2) + "\n")
     print(f"results: {out}")
+    if out.name == "eval.json" and (out.parent / "config.json").is_file():  # a run folder: its report shows them
+        from .report import write_report
+        print(f"report: {write_report(out.parent)}")
     return 0
 
 

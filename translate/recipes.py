@@ -74,3 +74,34 @@ def recipe_config(name: str, paper_nets: bool = False) -> Config:
     recipe = RECIPES[name]
     cfg = Config().update({"recipe": name, **recipe["overrides"]})
     return cfg.update(recipe["paper_nets"]) if paper_nets else cfg
+
+
+def recipe_table() -> str:
+    """What each recipe sets: every config value that is not the same in all of them, then their papers."""
+    configs = {name: recipe_config(name).to_dict() for name in RECIPES}
+    paper = {name: recipe_config(name, paper_nets=True).to_dict() for name in RECIPES}
+    rows = [["flag", *RECIPES]]
+    for section, fields in configs["cyclegan"].items():
+        for key in fields:
+            values = [configs[name][section][key] for name in RECIPES]
+            if key != "recipe" and len({repr(v) for v in values}) > 1:
+                rows.append([f"--{key.replace('_', '-')}", *map(str, values)])
+    for section, fields in paper["cyclegan"].items():
+        for key in fields:
+            values = [paper[name][section][key] for name in RECIPES]
+            if any(v != configs[name][section][key] for name, v in zip(RECIPES, values)):
+                rows.append([f"--paper-nets: --{key.replace('_', '-')}", *map(str, values)])
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
+    lines.insert(1, "-" * len(lines[0]))
+    lines += ["", "Every other flag has the same default in all recipes (`translate train --help`); any value can",
+              "be overridden. `translate train --model NAME --help` lists every default of one recipe.", ""]
+    lines += [f"{name}: {recipe['paper']}" for name, recipe in RECIPES.items()]
+    return "\n".join(lines)
+
+
+def add_parser(sub) -> None:
+    """`translate recipes`: the table of what each recipe sets."""
+    p = sub.add_parser("recipes", help="compare the recipes: what --model cyclegan | discogan | dualgan sets",
+                       description=recipe_table.__doc__)
+    p.set_defaults(func=lambda args: print(recipe_table()) or 0)

@@ -10,6 +10,7 @@ from pathlib import Path
 from .checkpoint import atomic_write
 from .losses import WASSERSTEIN
 from .monitor import BALANCE, SIGNATURES
+from .pace import duration
 
 MAX_SAMPLES = 8  # sample grids shown, evenly spaced over the run (first and last included)
 CSS = """
@@ -134,16 +135,6 @@ def _eval_html(results: dict) -> str:
             f"in each direction (↑ higher is better, ↓ lower, ≈1 closest to 1).</p>{notes}")
 
 
-def duration(seconds: float) -> str:
-    """A wall time a person reads: '45 s', '12 min 05 s', '3 h 07 min'."""
-    seconds = round(seconds)
-    if seconds < 60:
-        return f"{seconds} s"
-    if seconds < 3600:
-        return f"{seconds // 60} min {seconds % 60:02d} s"
-    return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
-
-
 def _sessions_wall_time(sessions: list[dict], metrics: list[dict]) -> float | None:
     """Seconds spent training: per session (start or resume), its last logged time minus its start."""
     if not sessions or not any("time" in m for m in metrics):
@@ -160,7 +151,7 @@ def _run_html(run: Path, sessions: list[dict], metrics: list[dict], train: dict)
     """Progress, wall time, speed and the data: what a person asks first about a run."""
     rows = []
     if metrics:
-        planned = sessions[-1].get("total_steps") if sessions else train.get("max_steps")
+        planned = (sessions[-1].get("total_steps") if sessions else None) or train.get("max_steps")  # --minutes
         rows.append(("steps", f"{metrics[-1]['step']:,}" + (f" of {planned:,}" if planned else "")))
     wall = _sessions_wall_time(sessions, metrics)
     if wall is not None:
