@@ -15,6 +15,7 @@ from PIL import Image
 from conftest import make_toy_dataset
 from translate import app_training
 from translate.app_training import DataRoot, DomainData, Trainings, TrainingError, stage_uploads, train_flags
+from translate.run_folder import saved_step
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = Path("/usr/bin/chromium")
@@ -152,16 +153,18 @@ def toy(tmp_path_factory):
 def test_killed_training_is_reported_and_resumes_to_the_end(toy, tmp_path):
     trainings = Trainings(tmp_path / "runs", quota_bytes=1024**3)
     job = trainings.start("killed", _tiny_flags(toy, "killed", trainings.runs_dir, 400), task="expression")
-    _wait(lambda: (job.run_dir / "state" / "last.pt").is_file(), 180, "a first save")
+    _wait(lambda: saved_step(job.run_dir), 180, "a first save")
     os.kill(job.process.pid, signal.SIGKILL)
     job.process.wait(10)
     assert trainings.poll() is job and not job.running
     assert "killed (SIGKILL), outside the app. Press **Resume**" in job.outcome()
     with pytest.raises(TrainingError, match="no saved state"):
         trainings.start("never-ran", [], resume=True)
-    job = trainings.start("killed", ["--max-steps", "10"], resume=True)  # a short end for the test
+    end = saved_step(job.run_dir) + 10  # a short end, past the state (at most one save of 5 steps ahead)
+    job = trainings.start("killed", ["--max-steps", str(end)], resume=True)
     _wait(lambda: not job.running, 180, "the resumed run to end")
     assert job.outcome() == "**killed** finished.", job.log.read_text()
+    assert saved_step(job.run_dir) == end
     assert trainings.task("killed") == "expression" and trainings.runs() == ["killed"]
 
 
