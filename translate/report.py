@@ -24,6 +24,7 @@ table{border-collapse:collapse;margin:.5em 0} td,th{border:1px solid #ccc;paddin
 th:first-child,td:first-child{text-align:left} img{max-width:100%}
 figure{display:inline-block;margin:.4em;vertical-align:top} figcaption{text-align:center;color:#555}
 td.best{font-weight:bold;background:#e6f4ea} table.facts th{text-align:left;background:#f7f7f7}
+table.facts td{text-align:left}
 table.sessions td{text-align:left;vertical-align:top} pre{font-size:12px;max-height:20em;overflow:auto}
 .samples img{image-rendering:pixelated}
 """
@@ -164,8 +165,8 @@ def _run_html(run: Path, sessions: list[dict], metrics: list[dict], train: dict)
     for d in "ab":
         if f"train_{d}" in data:
             name = data.get("names", ["A", "B"])["ab".index(d)]
-            rows.append((f"domain {d.upper()} ({name})", f"{data[f'train_{d}']:,} training images from "
-                                                         f"{data.get(f'source_{d}', '?')}"))
+            label = f"domain {d.upper()}" + (f" ({name})" if name != d.upper() else "")
+            rows.append((label, f"{data[f'train_{d}']:,} training images from {data.get(f'source_{d}', '?')}"))
     if "samples" in data:
         rows.append(("sample images", data["samples"]))
     skipped = run / "skipped.txt"
