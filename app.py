@@ -51,7 +51,7 @@ class ModelStore:
     """The models of one folder, loaded once. Only regular `*.safetensors` files that resolve inside the folder
     are served (a symlink out of it is ignored), and a model is chosen by its file name, never by a path."""
 
-    def __init__(self, folder: str | Path, device: str = "auto", precision: str = "auto", backend: str = "torch"):
+    def __init__(self, folder: str | Path, device: str = "auto", precision: str = "auto", backend: str = "auto"):
         self.folder = Path(folder).resolve()
         self.models: dict[str, Translator] = {}
         self.problems: dict[str, str] = {}

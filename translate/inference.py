@@ -23,7 +23,8 @@ from .checkpoint import ArtifactError, read_model
 from .config import ModelConfig
 from .data import to_rgb, to_tensor, to_uint8
 from .nets import build_generator
-from .runtime import BACKENDS, PRECISIONS, autocast, native_bf16, resolve_device
+from .runtime import BACKENDS, PRECISIONS, autocast, native_bf16, pick_backend, resolve_device
+from .winograd import fast_generator
 
 DIRECTIONS = ("a2b", "b2a")
 
@@ -151,19 +152,24 @@ class Translator:
                  precision: str = "fp32", backend: str = "torch"):
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, not {backend!r}")
+        backend = pick_backend(backend, device, precision)
         self.meta, self.device, self.precision, self.backend = meta, device, precision, backend
         self._sessions: dict = {}
         self.multiple, self.min_size = size_rule(ModelConfig(**meta["model"]))
         self.nets = {"a2b": PadToMultiple(generators["g_ab"], self.multiple, self.min_size),
                      "b2a": PadToMultiple(generators["g_ba"], self.multiple, self.min_size)}
+        if backend == "winograd":  # untiled translation only; tiles run the plain nets (tiling hooks their norms)
+            self._fast = {d: PadToMultiple(fast_generator(net.net), self.multiple, self.min_size)
+                          for d, net in self.nets.items()}
         self._lock = threading.RLock()
 
     @classmethod
     def from_file(cls, path: str | Path, device: str = "auto", precision: str = "fp32",
                   backend: str = "torch") -> "Translator":
         """Load an artifact; precision "auto" is bf16 on CUDA and on CPUs with native bf16, else fp32. Backend
-        "onnxruntime" runs fp32 ONNX Runtime on the CPU (each direction exported on first use, ~10 s): faster
-        than fp32 PyTorch (1.1x at 256 px, 1.8x at 1024 px here), slower than bf16 where the CPU has it."""
+        "winograd" runs fp32 PyTorch with Winograd convolutions on the CPU (within 1e-4 of "torch"; "auto" picks
+        it on CPUs without native bf16); "onnxruntime" runs fp32 ONNX Runtime on the CPU (each direction
+        exported on first use, ~10 s). Measured speeds: docs/benchmarks.md."""
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
         nets_state, meta = read_model(path)
@@ -173,8 +179,9 @@ class Translator:
         if not (isinstance(domains, list) and len(domains) == 2 and all(isinstance(d, str) for d in domains)):
             raise ArtifactError(f"{path}: its metadata names {domains!r} as domains; a model has two, by name")
         dev = resolve_device(device)
-        if backend == "onnxruntime" and dev.type != "cpu":
-            raise ValueError("the onnxruntime backend runs on the CPU: use --device cpu, or the torch backend")
+        backend = pick_backend(backend, dev, precision)
+        if backend in ("onnxruntime", "winograd") and dev.type != "cpu":
+            raise ValueError(f"the {backend} backend runs on the CPU: use --device cpu, or the torch backend")
         try:
             with torch.device("meta"):  # shapes only: a config that claims a huge net costs no memory here
                 expected = build_generator(ModelConfig(**meta["model"])).state_dict()
@@ -193,7 +200,7 @@ class Translator:
             net.to(dev).eval()
         if precision == "auto":
             precision = "bf16" if native_bf16(dev) else "fp32"
-        return cls(generators, meta, dev, "fp32" if backend == "onnxruntime" else precision, backend)
+        return cls(generators, meta, dev, precision if backend == "torch" else "fp32", backend)
 
     @property
     def domains(self) -> tuple[str, str]:
@@ -219,6 +226,9 @@ class Translator:
         if self.backend == "onnxruntime":
             with self._lock:
                 return torch.from_numpy(self._session(direction).run(None, {"image": x.float().cpu().numpy()})[0])
+        if self.backend == "winograd":
+            with self._lock:
+                return self._fast[direction](x.float().contiguous(memory_format=torch.channels_last)).contiguous()
         with self._lock, self._autocast():
             return net(x.to(self.device, torch.float32)).float()
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 
 PRECISIONS = ("auto", "fp32", "bf16")
-BACKENDS = ("torch", "onnxruntime")
+BACKENDS = ("auto", "torch", "winograd", "onnxruntime")
 
 
 def resolve_device(name: str) -> torch.device:
@@ -52,6 +52,14 @@ def memory_format(setting: str, bf16: bool) -> torch.memory_format:
     return torch.channels_last if setting == "on" or (setting == "auto" and bf16) else torch.contiguous_format
 
 
+def pick_backend(backend: str, device: torch.device, precision: str) -> str:
+    """The inference engine for "auto": PyTorch on CUDA and wherever bf16 is asked for or native; on other CPUs
+    fp32 PyTorch with Winograd convolutions (winograd.py), the fastest fp32 engine measured on them."""
+    if backend != "auto":
+        return backend
+    return "torch" if device.type != "cpu" or use_bf16(precision, device) else "winograd"
+
+
 def autocast(device: torch.device, enabled: bool):
     """bf16 autocast on `device` when enabled, else a no-op context."""
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled)
@@ -63,6 +71,7 @@ def add_runtime_flags(parser) -> None:
     parser.add_argument("--precision", choices=PRECISIONS, default="auto",
                         help="bf16 autocast (auto: on CUDA and on CPUs with native bf16; see docs/benchmarks.md "
                              "for measured speeds)")
-    parser.add_argument("--backend", choices=BACKENDS, default="torch",
-                        help="onnxruntime: fp32 ONNX Runtime on the CPU (exports each direction first, ~10 s; "
-                             "see docs/benchmarks.md for measured speeds)")
+    parser.add_argument("--backend", choices=BACKENDS, default="auto",
+                        help="auto: torch on CUDA and bf16 CPUs, else winograd (fp32 PyTorch with Winograd "
+                             "convolutions); onnxruntime: fp32 ONNX Runtime on the CPU (exports each direction "
+                             "first, ~10 s). Measured speeds: docs/benchmarks.md")
