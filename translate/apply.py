@@ -1,7 +1,7 @@
 """`translate apply`: translate files, folders (recursive, mirrored in the output) or globs with an exported model.
 
     translate apply runs/my-run/model.safetensors photos/ --out translated/ --direction a2b
-    python -m translate.apply model.safetensors "shots/**/*.jpg" --out out/ --tile 512 --overlap 64 --html
+    python -m translate.apply model.safetensors "shots/**/*.jpg" --out out/ --tile 512 --html
 
 Each image keeps its size (or `--size` resizes its shorter side). Unreadable files are skipped and listed with the
 reason; the rest go on. Outputs never overwrite inputs. Exit status: 0 every image translated, 3 partial success
@@ -46,7 +46,8 @@ def add_parser(sub) -> None:
     p.add_argument("--suffix", default="", help="added to each output file name, e.g. _b")
     p.add_argument("--size", type=int, help="resize the shorter side to SIZE first (default: keep each size)")
     p.add_argument("--tile", type=int, help="translate images larger than TILE px tile by tile (bounded memory)")
-    p.add_argument("--overlap", type=int, default=64, help="overlap of neighbouring tiles, blended")
+    p.add_argument("--overlap", type=int, help="overlap of neighbouring tiles, blended (default: the generator's "
+                   "receptive field plus 8 px, capped at 3/4 of the tile; smaller is faster and less exact)")
     p.add_argument("--side-by-side", action="store_true", help="write input|output pairs instead of outputs")
     p.add_argument("--html", action="store_true", help="also write OUT/index.html: inputs beside outputs, scaled "
                    "up, 100 a page; self-contained, so it works when OUT is moved")
@@ -147,7 +148,7 @@ def cmd_apply(args: argparse.Namespace) -> int:
     for flag in ("batch_size", "size", "tile"):
         if getattr(args, flag) is not None and getattr(args, flag) < 1:
             raise ValueError(f"--{flag.replace('_', '-')} must be a positive number")
-    if args.overlap < 0:
+    if args.overlap is not None and args.overlap < 0:
         raise ValueError(f"--overlap {args.overlap} must be 0 or more")
     if args.size and args.size ** 2 > MAX_PIXELS:
         raise ValueError(f"--size {args.size} makes every image at least {args.size ** 2 / 1e6:.0f} megapixels; "
@@ -157,7 +158,7 @@ def cmd_apply(args: argparse.Namespace) -> int:
     model = model_file(args.model, args.step)
     translator = Translator.from_file(model, args.device, args.precision, args.backend)
     translator.require_rgb(model)
-    if args.tile and args.tile - args.overlap < translator.multiple:
+    if args.tile and args.overlap is not None and args.tile - args.overlap < translator.multiple:
         raise ValueError(f"--tile {args.tile} must exceed --overlap {args.overlap} by at least {translator.multiple}")
     inputs = {j.source.resolve() for j in jobs}
     ours = written_before(out)

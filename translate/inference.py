@@ -1,13 +1,11 @@
 """Translator: load an exported model and translate PIL images or tensors, keeping each image's size.
 
 Images of any size are reflect-padded to the net's multiple and cropped back. Several images go through the net
-in batches of equal-sized images. Large images can be translated tile by tile (memory bounded): tiles overlap and
-are blended with linear ramps, and instance norm uses statistics measured over all tiles, so tiles agree with
-each other and with the untiled result away from the seams.
+in batches of equal-sized images. Large images can be translated tile by tile (memory bounded; see tiling.py):
+tiles overlap by the generator's receptive field and share instance-norm statistics measured over all of them.
 """
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import tempfile
 import threading
@@ -24,6 +22,7 @@ from .config import ModelConfig
 from .data import to_rgb, to_tensor, to_uint8
 from .nets import build_generator
 from .runtime import BACKENDS, PRECISIONS, autocast, native_bf16, pick_backend, resolve_device
+from .tiling import default_overlap, receptive_radius, translate_tiled
 from .winograd import fast_generator
 
 DIRECTIONS = ("a2b", "b2a")
@@ -75,69 +74,6 @@ def size_rule(model: ModelConfig) -> tuple[int, int]:
     return (4, 8) if model.generator == "resnet" else (2 ** model.unet_depth,) * 2
 
 
-def tile_starts(length: int, tile: int, stride: int) -> list[int]:
-    """Tile offsets along one axis: every `stride` pixels; the last tile ends at the image edge."""
-    return list(range(0, max(length - (tile - stride), 1), stride))
-
-
-def _ramp_window(length: int, overlap: int, ramp_start: bool, ramp_end: bool) -> torch.Tensor:
-    """1-D blending weights of a tile: linear ramps over the overlap at interior edges, 1 at image edges."""
-    w = torch.ones(length)
-    ramp = (torch.arange(min(overlap, length)) + 0.5) / overlap
-    if ramp_start:
-        w[: len(ramp)] = torch.minimum(w[: len(ramp)], ramp)
-    if ramp_end:
-        w[length - len(ramp):] = torch.minimum(w[length - len(ramp):], ramp.flip(0))
-    return w
-
-
-def _tile_batches(image: torch.Tensor, boxes: list[tuple[int, int, int, int]], batch_size: int):
-    """(boxes, CHW crops stacked) for up to batch_size tiles at a time; tiles of different sizes never share one."""
-    for i in range(0, len(boxes), batch_size):
-        by_size: dict[tuple[int, int], list] = {}
-        for box in boxes[i:i + batch_size]:
-            by_size.setdefault((box[2] - box[0], box[3] - box[1]), []).append(box)
-        for same in by_size.values():
-            yield same, torch.stack([image[:, y0:y1, x0:x1] for y0, x0, y1, x1 in same])
-
-
-def tile_statistics(net: nn.Module, batches) -> dict[nn.Module, tuple[torch.Tensor, torch.Tensor]]:
-    """Run every tile batch through `net`; for each InstanceNorm2d, the (mean, variance) of its input over all
-    tiles together: the whole image's statistics, up to tile-edge effects."""
-    sums: dict[nn.Module, list] = {m: [0.0, 0.0, 0] for m in net.modules() if isinstance(m, nn.InstanceNorm2d)}
-
-    def record(module: nn.Module, inputs: tuple, _) -> None:
-        x = inputs[0].double()
-        acc = sums[module]
-        acc[0] = acc[0] + x.sum((0, 2, 3))
-        acc[1] = acc[1] + x.square().sum((0, 2, 3))
-        acc[2] += x.numel() // x.shape[1]
-
-    hooks = [m.register_forward_hook(record) for m in sums]
-    try:
-        for batch in batches:
-            net(batch)
-    finally:
-        for hook in hooks:
-            hook.remove()
-    return {m: (s / n, (sq / n - (s / n) ** 2).clamp(min=0)) for m, (s, sq, n) in sums.items()}
-
-
-@contextlib.contextmanager
-def instance_norm_statistics(stats: dict[nn.Module, tuple[torch.Tensor, torch.Tensor]]):
-    """Inside the block, each InstanceNorm2d in `stats` normalises with the given (mean, variance) per channel
-    instead of each input's own."""
-    for m, (mean, var) in stats.items():
-        shape = (1, -1, 1, 1)
-        m.forward = lambda x, mean=mean.float().view(shape), scale=torch.rsqrt(var.float() + m.eps).view(shape): \
-            (x - mean) * scale
-    try:
-        yield
-    finally:
-        for m in stats:
-            del m.forward
-
-
 class Translator:
     """Both generators of an exported model, in eval mode, with the model's metadata. Thread-safe. With precision
     "bf16" the nets run under bf16 autocast (about 1.8x faster on CPUs with native bf16, within a few grey levels).
@@ -145,7 +81,7 @@ class Translator:
     >>> t = Translator.from_file("runs/my-run/model.safetensors")
     >>> out = t(Image.open("cat.jpg"), direction="a2b")          # one image, same size out
     >>> outs = t([img1, img2, img3], direction="b2a")             # batched
-    >>> big = t(Image.open("pano.jpg"), tile=512, overlap=64)     # tile by tile
+    >>> big = t(Image.open("pano.jpg"), tile=512)                 # tile by tile
     """
 
     def __init__(self, generators: dict[str, torch.nn.Module], meta: dict, device: torch.device,
@@ -244,47 +180,30 @@ class Translator:
         return self._sessions[direction]
 
     @torch.inference_mode()
-    def translate_tiled(self, x: torch.Tensor, direction: str = "a2b", tile: int = 512, overlap: int = 64,
-                        batch_size: int = 1) -> torch.Tensor:
+    def translate_tiled(self, x: torch.Tensor, direction: str = "a2b", tile: int = 512, overlap: int | None = None,
+                        batch_size: int = 1, passes: int | None = None) -> torch.Tensor:
         """Like translate_tensor, one tile x tile window at a time (`batch_size` windows per pass), neighbouring
-        windows overlapping by `overlap` pixels (or a little more, to keep them on the net's grid) and blended with
-        linear ramps. Two passes: the first measures instance-norm statistics over all tiles, the second
-        translates with them, so every tile is normalised like the whole image. Result on the CPU."""
+        windows overlapping by `overlap` pixels (default: the generator's receptive field plus an 8-pixel blend,
+        capped so that tiles advance by at least a quarter tile), instance norm with statistics of the whole image, measured over the tiles (exact
+        for all norms, or for the first `passes`; see tiling.py). Float64 input runs in float64 if the nets are.
+        Result on the CPU."""
         net = self.net(direction)
-        stride = (tile - overlap) // self.multiple * self.multiple
-        if overlap < 0 or stride < self.multiple:
+        if overlap is None:
+            overlap = default_overlap(receptive_radius(net), tile, self.multiple)
+        if overlap < 0 or (tile - overlap) // self.multiple < 1:
             raise ValueError(f"tile {tile} must exceed overlap {overlap} by at least {self.multiple} pixels")
-        h, w = x.shape[-2:]
-        if h <= tile and w <= tile:
+        if x.shape[-2] <= tile and x.shape[-1] <= tile:
             return self.translate_tensor(x, direction).cpu()
-        boxes = [(y, x0, min(y + tile, h), min(x0 + tile, w))
-                 for y in tile_starts(h, tile, stride) for x0 in tile_starts(w, tile, stride)]
-        out = []
+        dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
         with self._lock, self._autocast():
-            for image in x.to(torch.float32):
-                batches = (b.to(self.device) for _, b in _tile_batches(image, boxes, batch_size))
-                with instance_norm_statistics(tile_statistics(net, batches)):
-                    out.append(self._blend_tiles(net, image, boxes, tile - stride, batch_size))
-        return torch.stack(out)
+            return torch.stack([translate_tiled(net, image, tile, overlap, batch_size, self.device, self.multiple,
+                                                self.min_size, passes) for image in x.to(dtype)])
 
     def _autocast(self):
         return autocast(self.device, self.precision == "bf16")
 
-    def _blend_tiles(self, net: nn.Module, image: torch.Tensor, boxes: list, overlap: int,
-                     batch_size: int) -> torch.Tensor:
-        h, w = image.shape[-2:]
-        acc = torch.zeros(image.shape[0], h, w)
-        weight = torch.zeros(1, h, w)
-        for same, batch in _tile_batches(image, boxes, batch_size):
-            for (y0, x0, y1, x1), tile_out in zip(same, net(batch.to(self.device)).float().cpu()):
-                window = (_ramp_window(y1 - y0, overlap, y0 > 0, y1 < h)[:, None]
-                          * _ramp_window(x1 - x0, overlap, x0 > 0, x1 < w)[None, :])
-                acc[:, y0:y1, x0:x1] += tile_out * window
-                weight[:, y0:y1, x0:x1] += window
-        return acc / weight
-
     def translate_images(self, images: list, direction: str = "a2b", batch_size: int = 8,
-                         tile: int | None = None, overlap: int = 64) -> list[Image.Image]:
+                         tile: int | None = None, overlap: int | None = None) -> list[Image.Image]:
         """Many images (PIL in any mode, or uint8 HWC RGB), each keeping its size. Equal-sized images share a
         batch of up to `batch_size`; with `tile`, images larger than the tile are translated tile by tile."""
         arrays = [np.array(to_rgb(im)) if isinstance(im, Image.Image) else im for im in images]
