@@ -31,7 +31,7 @@ def test_prepare_train_for_minutes_apply_html_eval_and_app(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "domain A: 12 found, 12 copied (9 train, 3 test)" in out and "skipped 1 image(s) in hidden" in out
 
-    assert main(["train", "--data", str(data), *TINY, "--minutes", "0.1", "--keep-every", "2",
+    assert main(["train", "--data", str(data), "--model", "cyclegan", *TINY, "--minutes", "0.1", "--keep-every", "2",
                  "--runs-dir", str(runs)]) == 0
     out = capsys.readouterr().out + capsys.readouterr().err
     run = runs / "data-cyclegan"  # the default name: the data folder's and the recipe's

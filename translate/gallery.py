@@ -80,12 +80,13 @@ def write_gallery(out: Path, done: list, skipped: list[tuple[Path, str]], title:
     pages = [cards[i:i + PAGE_SIZE] for i in range(0, len(cards), PAGE_SIZE)] or [[]]
     bad = "".join(f"<li>{html.escape(str(p))}: {html.escape(r)}</li>" for p, r in skipped)
     for i, page_cards in enumerate(pages):
-        nav = "" if len(pages) == 1 else "<nav>page " + "".join(
-            f"<b>{k + 1}</b>" if k == i else f'<a href="{_page_name(k)}">{k + 1}</a>' for k in range(len(pages))) + "</nav>"
+        links = (f"<b>{k + 1}</b>" if k == i else f'<a href="{_page_name(k)}">{k + 1}</a>' for k in range(len(pages)))
+        nav = "" if len(pages) == 1 else "<nav>page " + "".join(links) + "</nav>"
         first = i * PAGE_SIZE
         page = (f"<!doctype html><html lang=en><meta charset=utf-8><title>{html.escape(title)}</title>"
                 f"<style>{CSS}</style>\n<h1>{html.escape(title)}</h1>\n<p class=muted>{len(done)} translated, "
-                f"{len(skipped)} skipped" + (f"; images {first + 1}-{first + len(page_cards)}" if len(pages) > 1 else "")
+                f"{len(skipped)} skipped"
+                + (f"; images {first + 1}-{first + len(page_cards)}" if len(pages) > 1 else "")
                 + f"</p>{nav}\n<div class=grid>\n" + "\n".join(page_cards) + f"\n</div>{nav}\n"
                 + (f"<h2>Skipped</h2><ul>{bad}</ul>\n" if skipped and i == 0 else "") + "</html>\n")
         (out / _page_name(i)).write_text(page, encoding="utf-8")

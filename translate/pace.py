@@ -58,7 +58,8 @@ class Pace:
         if self.budget_s is not None:
             left = self.budget_s - (now - self.started)
             self.end = self._agree(step + max(0, math.floor(left / s_per_step + 1e-6)))  # no float crumbs
-            return (f"about {self.budget_s / 60:g} min: {self.end - self.start_step:,} steps at {s_per_step:.3g} s/step "
+            return (f"about {self.budget_s / 60:g} min: {self.end - self.start_step:,} steps at {s_per_step:.3g} "
+                    "s/step "
                     f"(measured over {timed} warm-up steps, which count); the run ends at step {self.end:,}")
         return (f"about {duration((self.end - step) * s_per_step)} to go at this speed: {self.end - step:,} more steps "
                 f"at {s_per_step:.3g} s/step, {self.images_per_step / s_per_step:.3g} images/s")

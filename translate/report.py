@@ -177,8 +177,9 @@ def _run_html(run: Path, sessions: list[dict], metrics: list[dict], train: dict)
         rows.append(("skipped files", "none"))
     if not rows:
         return ""
-    return "<table class=facts>" + "".join(f"<tr><th>{html.escape(k)}</th><td>{v if k == 'skipped files' else html.escape(v)}"
-                                           "</td></tr>" for k, v in rows) + "</table>"
+    cells = "".join(f"<tr><th>{html.escape(k)}</th><td>{v if k == 'skipped files' else html.escape(v)}</td></tr>"
+                    for k, v in rows)  # the skipped-files cell holds a link
+    return f"<table class=facts>{cells}</table>"
 
 
 def _flat(config: dict) -> dict:
@@ -193,7 +194,8 @@ def _sessions_html(sessions: list[dict]) -> str:
         if previous is None:
             change = "new run"
         else:
-            diff = [f"--{k.replace('_', '-')} {previous.get(k)} → {v}" for k, v in flat.items() if previous.get(k) != v]
+            diff = [f"--{k.replace('_', '-')} {previous.get(k)} → {v}" for k, v in flat.items()
+                    if previous.get(k) != v]
             change = "resumed; " + ("; ".join(diff) if diff else "same settings")
         full = html.escape(json.dumps(s.get("config", {}), indent=1))
         when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(s["time"])) if "time" in s else "?"
@@ -228,7 +230,8 @@ def write_report(run_dir: str | Path) -> Path:
     samples = sorted((run / "samples").glob("*.png"))
     if len(samples) > MAX_SAMPLES:
         samples = [samples[round(i * (len(samples) - 1) / (MAX_SAMPLES - 1))] for i in range(MAX_SAMPLES)]
-    grids = "".join(f'<figure class=samples><img src="samples/{html.escape(p.name)}" alt="{html.escape(p.stem)}" width="420">'
+    grids = "".join(f'<figure class=samples><img src="samples/{html.escape(p.name)}" alt="{html.escape(p.stem)}" '
+                    'width="420">'
                     f'<figcaption>{html.escape(_caption(p))}</figcaption></figure>' for p in samples)
     evaluation = ""
     if (run / "eval.json").is_file():
