@@ -41,6 +41,7 @@ from translate.recipes import recipe_config  # noqa: E402
 
 DATA = ROOT / "datasets" / "emoji-style"
 # Dense bf16 tensor-core peaks (TFLOP/s) from the vendors' data sheets, for MFU.
+NET: dict = {}  # --tiny: small nets, to check the script quickly (not for numbers)
 PEAK_TFLOPS = {"H200": 989.0, "H100": 989.0, "A100": 312.0, "L40S": 362.0, "L4": 121.0, "A10": 125.0}
 
 
@@ -49,7 +50,7 @@ class ReferenceLoop:
 
     def __init__(self, device: torch.device, lam: float = 10.0, lam_idt: float = 0.5):
         torch.manual_seed(0)
-        net = ModelConfig(upsample="transpose")
+        net = ModelConfig(upsample="transpose", **NET)
         self.G_A, self.G_B = build_generator(net).to(device), build_generator(net).to(device)
         self.D_A, self.D_B = build_discriminator(net).to(device), build_discriminator(net).to(device)
         self.opt_G = torch.optim.Adam([*self.G_A.parameters(), *self.G_B.parameters()], 2e-4, betas=(0.5, 0.999))
@@ -122,12 +123,12 @@ def peak_tflops(device: torch.device) -> float | None:
     return next((v for k, v in PEAK_TFLOPS.items() if k in name), None)
 
 
-def training(size: int, batch: int, device: torch.device, repeats: int, warmup: int) -> dict:
+def training(size: int, batch: int, device: torch.device, repeats: int, warmup: int, batch1: bool = True) -> dict:
     images = lambda n: torch.rand(n, 3, size, size, device=device) * 2 - 1  # noqa: E731
     ref = ReferenceLoop(device)
     a1, b1 = images(1), images(1)
-    cfg = recipe_config("cyclegan").update(dict(data=str(DATA), crop_size=size, load_size=size, batch_size=batch,
-                                                device=str(device), workers=0))
+    cfg = recipe_config("cyclegan").update(dict(**NET, data=str(DATA), crop_size=size, load_size=size,
+                                                batch_size=batch, device=str(device), workers=0))
     fast = Trainer(cfg, Path(tempfile.mkdtemp()) / "run")
     ab, bb = images(batch), images(batch)
     flops = {"baseline": _flops(lambda: ref.step(a1, b1)), "fast": _flops(lambda: fast.step(ab, bb)) / batch}
@@ -145,7 +146,7 @@ def training(size: int, batch: int, device: torch.device, repeats: int, warmup: 
                      "gflop_per_image": round(flops[name] / 1e9, 1),
                      "mfu": round(flops[name] * ips / (peak * 1e12), 4) if peak else None}
     out["fast"].update(amp=fast.amp, channels_last=fast.memory_format == torch.channels_last)
-    if device.type == "cuda":  # the fast path at the baseline's batch of 1
+    if device.type == "cuda" and batch1:  # the fast path at the baseline's batch of 1
         one = Trainer(cfg.update({"batch_size": 1}), Path(tempfile.mkdtemp()) / "run")
         for _ in range(warmup):
             one.step(a1, b1)
@@ -157,23 +158,33 @@ def training(size: int, batch: int, device: torch.device, repeats: int, warmup: 
     return out
 
 
+def best_batch(size: int, batches: list[int], device: torch.device, repeats: int, warmup: int) -> dict:
+    """training() at each fast-path batch; the result of the one with the most images/s, with all of them."""
+    runs = [training(size, b, device, repeats, warmup, batch1=i == 0) for i, b in enumerate(batches)]
+    best = max(runs, key=lambda r: r["fast"]["images_per_s"])
+    if "fast_batch1" in runs[0]:
+        best["fast_batch1"] = runs[0]["fast_batch1"]
+    best["fast_batches"] = {r["fast"]["batch"]: r["fast"]["images_per_s"] for r in runs}
+    return best
+
+
 def inference(size: int, device: torch.device, repeats: int) -> dict:
     """Single-image translation: eager fp32 under no_grad (the reference test script) vs translate's Translator
     (bf16 autocast under inference_mode where the hardware has bf16); on CUDA also compiled, channels-last and
     batched throughput; on CPU also ONNX Runtime on the `translate export --onnx` graph."""
     torch.manual_seed(0)
-    net = build_generator(ModelConfig()).to(device).eval()
+    net = build_generator(ModelConfig(**NET)).to(device).eval()
     x = torch.rand(1, 3, size, size, device=device) * 2 - 1
 
     def baseline():
         with torch.no_grad():
             net(x)
-    translator = Translator({"g_ab": net, "g_ba": net}, {"model": dataclasses.asdict(ModelConfig())}, device,
-                            precision="bf16" if device.type == "cuda" or cpu_has_bf16() else "fp32")
+    translator = Translator({"g_ab": net, "g_ba": net}, {"model": dataclasses.asdict(ModelConfig(**NET))}, device,
+                            precision="bf16" if device.type == "cuda" or cpu_has_bf16() else "fp32", backend="auto")
     runs = {"baseline": baseline, "fast": lambda: translator.translate_tensor(x)}
     batch = 64
     if device.type == "cuda":
-        fast_net = torch.compile(build_generator(ModelConfig()).to(device, memory_format=torch.channels_last).eval())
+        fast_net = torch.compile(build_generator(ModelConfig(**NET)).to(device, memory_format=torch.channels_last).eval())
         xb = (torch.rand(batch, 3, size, size, device=device) * 2 - 1).to(memory_format=torch.channels_last)
 
         def batched():
@@ -194,6 +205,9 @@ def inference(size: int, device: torch.device, repeats: int) -> dict:
     out = {k: {"images_per_s": round((batch if k == "batched" else 1) / v, 2), "latency_ms": round(v * 1e3, 1)}
            for k, v in seconds.items()}
     out["speedup"] = round(seconds["baseline"] / seconds["fast"], 2)
+    with torch.no_grad():  # worst pixel difference from eager fp32, in grey levels of a 0-255 image
+        diff = (translator.translate_tensor(x).float() - net(x)).abs().max().item() * 255 / 2
+    out["fast"].update(backend=translator.backend, precision=translator.precision, max_diff_grey=round(diff, 3))
     return out
 
 
@@ -228,14 +242,23 @@ def markdown(result: dict) -> str:
             lines.append(f"| {size} px {name} | {x['batch']} | {x['images_per_s']} | {x['step_ms']} | "
                          f"{x['gflop_per_image']} | {mfu} | {r['peak_memory_mb'] if name == 'fast' else ''} | "
                          f"{r['speedup'] if name == 'fast' else ''} |")
+        if "fast_batch1" in r:
+            x = r["fast_batch1"]
+            lines.append(f"| {size} px fast | 1 | {x['images_per_s']} | {x['step_ms']} | | | | {x['speedup']} |")
+        if len(r.get("fast_batches", {})) > 1:
+            lines.append(f"| {size} px fast, images/s by batch | " + ", ".join(
+                f"{b}: {ips}" for b, ips in r["fast_batches"].items()) + " | | | | | | |")
     lines += ["", "| inference | path | images/s | latency ms | speed-up |", "|---|---|---|---|---|"]
     for size, r in result["inference"].items():
         for name, x in r.items():
             if name != "speedup":
-                lines.append(f"| {size} px | {name} | {x['images_per_s']} | {x['latency_ms']} | "
+                path = f"fast ({x['backend']}, {x['precision']}; max diff {x['max_diff_grey']}/255)" \
+                    if name == "fast" else name
+                lines.append(f"| {size} px | {path} | {x['images_per_s']} | {x['latency_ms']} | "
                              f"{r['speedup'] if name == 'fast' else ''} |")
-    lines += ["", "| data pipeline | workers | images/s |", "|---|---|---|"]
-    lines += [f"| {size} px | {r['workers']} | {r['images_per_s']} |" for size, r in result["data"].items()]
+    if result["data"]:
+        lines += ["", "| data pipeline | workers | images/s |", "|---|---|---|"]
+        lines += [f"| {size} px | {r['workers']} | {r['images_per_s']} |" for size, r in result["data"].items()]
     return "\n".join(lines) + "\n"
 
 
@@ -254,20 +277,25 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--sizes", type=int, nargs="+", default=None, help="training sizes (px)")
     parser.add_argument("--inference-sizes", type=int, nargs="+", default=[256, 1024])
-    parser.add_argument("--batch", type=int, default=None, help="fast-path batch (default 4 on CPU, 8 on CUDA)")
+    parser.add_argument("--batch", type=int, nargs="+", default=None,
+                        help="fast-path batches, the best reported (default 4 on CPU, 8 on CUDA)")
+    parser.add_argument("--no-data", action="store_true", help="skip the data-pipeline measurement")
+    parser.add_argument("--tiny", action="store_true", help="ngf/ndf 8, one block: checks the script, no numbers")
     parser.add_argument("--repeats", type=int, default=None)
     parser.add_argument("--docs", type=Path, default=ROOT / "docs" / "benchmarks.md")
     args = parser.parse_args()
+    if args.tiny:
+        NET.update(ngf=8, ndf=8, n_blocks=1)
     device = resolve_device(args.device)
     cuda = device.type == "cuda"
     sizes = args.sizes or ([64, 128, 256] if cuda else [64, 128])
     repeats = args.repeats or (20 if cuda else 5)
-    batch = args.batch or (8 if cuda else 4)
+    batches = args.batch or [8 if cuda else 4]
     result = {"device": device_name(device), "torch": torch.__version__,
               "command": "python benchmarks/speed.py " + " ".join(sys.argv[1:]),
-              "training": {s: training(s, batch, device, repeats, warmup=3 if cuda else 1) for s in sizes},
+              "training": {s: best_batch(s, batches, device, repeats, warmup=3 if cuda else 1) for s in sizes},
               "inference": {s: inference(s, device, repeats) for s in args.inference_sizes},
-              "data": {s: data_pipeline(s, workers=2) for s in (64, 256)}}
+              "data": {} if args.no_data else {s: data_pipeline(s, workers=2) for s in (64, 256)}}
     print(json.dumps(result, indent=2))
     write_docs(result, args.docs)
 
