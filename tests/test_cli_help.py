@@ -47,10 +47,14 @@ def test_train_help_shows_the_chosen_recipes_defaults_and_hides_one_valued_flags
 def test_recipes_table_shows_what_each_recipe_sets(capsys):
     assert cli_main(["recipes"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0].split() == ["flag", "cyclegan", "discogan", "dualgan"]
-    rows = {line.split()[0]: line.split()[1:] for line in lines[2:] if line.startswith("--") and "paper" not in line}
-    assert rows["--adversarial"] == ["lsgan", "vanilla", "wgan-gp"]
-    assert rows["--lambda-cycle"] == ["10.0", "1.0", "100.0"]
+    from translate.recipes import RECIPES, recipe_config
+    assert lines[0].split() == ["flag", *RECIPES]
+    rows = {line.split()[0]: dict(zip(RECIPES, line.split()[1:])) for line in lines[2:]
+            if line.startswith("--") and "paper" not in line}
+    for flag in ("--adversarial", "--lambda-cycle", "--optimizer"):
+        assert rows[flag] == {name: str(getattr(recipe_config(name).train, flag[2:].replace("-", "_")))
+                              for name in RECIPES}
+    assert rows["--adversarial"]["cyclegan"] == "lsgan" and rows["--lambda-cycle"]["dualgan"] == "100.0"
     assert "--ngf" not in rows  # the same in every recipe: not a difference
 
 
