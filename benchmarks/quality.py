@@ -33,7 +33,7 @@ from translate.config import Config  # noqa: E402
 from translate.evaluate import load_folder  # noqa: E402
 from translate.inference import Translator  # noqa: E402
 from translate.metrics import hue_histogram, hue_distance, paired_metrics  # noqa: E402
-from translate.recipes import recipe_config  # noqa: E402
+from translate.recipes import DEFAULT_RECIPE, recipe_config  # noqa: E402
 
 SIZE = 64
 BUILD = ROOT / "datasets" / "_build"
@@ -69,20 +69,14 @@ SETS = {"openmoji": "OpenMoji line art -> colour", "emoji-style": "Noto -> Twemo
 CANDIDATES = {
     "baseline": ("cyclegan", dict(upsample="transpose", adversarial="lsgan", batch_size=1, ema=0.0),
                  "reference CycleGAN configuration: transposed conv, LSGAN, batch 1, no EMA"),
-    "cyclegan": ("cyclegan", dict(batch_size=4, ema=0.999), "our cyclegan recipe (resize-conv), batch 4, EMA"),
+    "default": (DEFAULT_RECIPE, {}, f"`translate train` without --model: {DEFAULT_RECIPE} (residual generators, "
+                "L2 cycle loss, identity loss 0.1, batch 4, EMA 0.999)"),
     "residual": ("cyclegan", dict(batch_size=4, ema=0.999, residual=True),
-                 "cyclegan, batch 4, EMA, residual generator (starts as the identity)"),
+                 "cyclegan's losses, batch 4, EMA, residual generators (start as the identity)"),
     "residual-noid": ("cyclegan", dict(batch_size=4, ema=0.999, residual=True, lambda_identity=0.0),
-                      "residual without the identity loss (an L1 pull on a change that starts at zero pins it "
-                      "there, like a lasso)"),
-    "residual-noid-lr": ("cyclegan", dict(batch_size=4, ema=0.999, residual=True, lambda_identity=0.0,
-                                          lr_g=4e-4, lr_d=4e-4),
-                         "residual-noid with the learning rates scaled by sqrt(batch 4)"),
+                      "residual without the identity loss"),
     "residual-l2": ("cyclegan", dict(batch_size=4, ema=0.999, residual=True, lambda_identity=0.0, recon_loss="l2"),
-                    "residual-noid with a squared cycle loss: while both generators are near the identity the L1 "
-                    "cycle loss is an L1 pull on each change (the lasso again); L2 barely resists small changes"),
-    "residual-da": ("cyclegan", dict(batch_size=4, ema=0.999, residual=True, diffaugment="translation,cutout"),
-                    "residual, with DiffAugment (translation, cutout) before the discriminators"),
+                    "residual-noid with a squared (L2) cycle loss"),
 }
 
 
@@ -137,8 +131,11 @@ METRICS = (("l1", "L1 ↓", 4, min), ("psnr", "PSNR ↑", 2, max), ("ssim", "SSI
            ("hue", "hue ↓", 1, min), ("chroma", "chroma ≈1", 2, None))
 
 
+START, END = "<!-- written by benchmarks/quality.py: start -->", "<!-- written by benchmarks/quality.py: end -->"
+
+
 def write_doc(results: dict, mode: str, path: Path) -> None:
-    lines = ["# Quality", "", "Written by `python benchmarks/quality.py" + (" --quick" if mode == "quick" else "")
+    lines = ["Written by `python benchmarks/quality.py" + (" --quick" if mode == "quick" else "")
              + "`: each candidate trained unpaired at the same budget (training images seen), with the same nets "
              f"({', '.join(f'{k} {v}' for k, v in NETS.items())}), on this 2-core CPU; scored A -> B against the "
              "test pairs' truth. L1 on the 0-1 scale. Colour: *hue* is the distance in degrees between the "
@@ -161,7 +158,13 @@ def write_doc(results: dict, mode: str, path: Path) -> None:
             lines.append(f"| {name} | {' | '.join(cells)} | {extra} |")
         lines += ["", f"![{set_name}](img/quality_{set_name}.png)", "",
                   f"Rows: test pairs; columns: input | {' | '.join(models)} | truth."]
-    path.write_text("\n".join(lines) + "\n")
+    generated = "\n".join([START, *lines, END])
+    text = path.read_text() if path.is_file() else ""
+    if START in text and END in text:  # keep the hand-written parts around the generated tables
+        generated = text[:text.index(START)] + generated + text[text.index(END) + len(END):]
+    else:
+        generated += "\n"
+    path.write_text(generated)
 
 
 def save_result(path: Path, set_name: str, rows: dict) -> dict:

@@ -10,7 +10,7 @@ from pathlib import Path
 from . import __version__
 from .checkpoint import SaveError
 from .config import Config, add_config_flags
-from .recipes import RECIPES, recipe_config
+from .recipes import DEFAULT_RECIPE, RECIPES, recipe_config
 
 USER_ERRORS = (ValueError, FileNotFoundError)  # DataError and ArtifactError are ValueErrors
 RUN_ERRORS = (SaveError, FloatingPointError)  # a failed checkpoint write, a run that went non-finite
@@ -22,12 +22,12 @@ SUBCOMMAND_MODULES: tuple[str, ...] = ("translate.dataset_tools", "translate.app
 
 def _help_recipe(argv: list[str]) -> tuple[str, bool]:
     """The --model (recipe) and --paper-nets of a command line, so `train --model dualgan --help` shows dualgan's
-    defaults; unknown recipes fall back to cyclegan here and are reported by the real parse."""
+    defaults; unknown recipes fall back to the default here and are reported by the real parse."""
     pre = argparse.ArgumentParser(add_help=False)
-    pre.add_argument("--model", "--recipe", dest="recipe", default="cyclegan")
+    pre.add_argument("--model", "--recipe", dest="recipe", default=DEFAULT_RECIPE)
     pre.add_argument("--paper-nets", action="store_true")
     known, _ = pre.parse_known_args(argv)
-    return (known.recipe if known.recipe in RECIPES else "cyclegan"), known.paper_nets
+    return (known.recipe if known.recipe in RECIPES else DEFAULT_RECIPE), known.paper_nets
 
 
 def _train_parser(sub, argv: list[str]) -> None:
@@ -65,7 +65,7 @@ def train_config(args: argparse.Namespace) -> tuple[Config, Path, dict]:
         cfg.update({key: new for key, (_, new) in changes.items()})
         cfg.train.name, cfg.train.runs_dir = run_dir.name, str(run_dir.parent)  # where it is now, not was
     else:
-        cfg = recipe_config(overrides.pop("recipe", "cyclegan"), args.paper_nets).update(overrides)
+        cfg = recipe_config(overrides.pop("recipe", DEFAULT_RECIPE), args.paper_nets).update(overrides)
         absolute_data(cfg)
     if not cfg.train.name:
         source = cfg.data.data or cfg.data.data_b or "run"
@@ -78,16 +78,16 @@ def train_config(args: argparse.Namespace) -> tuple[Config, Path, dict]:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from . import run_folder
     from .run import samples_source
     from .trainer import Trainer
     if args.minutes is not None and not args.minutes > 0:
         raise ValueError(f"--minutes {args.minutes:g}: give a time budget above 0")
+    from . import run_folder
     cfg, run_dir, changes = train_config(args)
     trainer = Trainer(cfg, run_dir)
     if args.resume:
         done = run_folder.saved_step(run_dir)
-        if done is not None and done >= trainer.total_steps:
+        if done is not None and done >= trainer.total_steps and args.minutes is None:
             print(f"{run_dir}: this run already finished ({done:,} of {trainer.total_steps:,} steps); nothing to do. "
                   f"To train longer: translate train --resume --name {cfg.train.name} --runs-dir {cfg.train.runs_dir} "
                   f"--max-steps {2 * trainer.total_steps}")
@@ -134,12 +134,12 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser(argv).parse_args(argv)
     try:
         return args.func(args)
-    except BrokenPipeError:  # `translate data inspect --json | head`: the reader left; exit quietly
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at interpreter exit
-        return 141
     except KeyboardInterrupt:  # Ctrl-C before training started (imports, data checks): nothing was written
         print(f"translate {args.command}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `translate data inspect --json | head`: the reader left; exit quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at interpreter exit
+        return 141
     except USER_ERRORS as exc:
         print(f"translate {args.command}: error: {exc}", file=sys.stderr)
         return 2

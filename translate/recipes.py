@@ -9,6 +9,25 @@ from __future__ import annotations
 from .config import Config
 
 RECIPES: dict[str, dict] = {
+    "residual-cyclegan": {
+        "paper": "CycleGAN's losses (Zhu et al. 2017, arXiv:1703.10593) with generators that learn a change to "
+                 "their input, its last conv zero-initialised so training starts from the identity (as zero-init "
+                 "residual branches, Goyal et al. 2017, arXiv:1706.02677); chosen on benchmarks/quality.py",
+        "overrides": dict(adversarial="lsgan", recon_loss="l2", lambda_cycle=10.0, lambda_identity=0.1,
+                          optimizer="adam", lr_g=2e-4, lr_d=2e-4, beta1=0.5, beta2=0.999, weight_decay=0.0,
+                          d_steps=1, pool_size=50, lr_decay_start=0.5, residual=True, batch_size=4, ema=0.999),
+        "paper_nets": {},
+        "deviations": [
+            ("generator output = input + a learned change (--residual)", "starts at 'input unchanged' instead of "
+             "noise, so shapes and colours the domains share are kept from the first step (docs/quality.md)"),
+            ("squared (L2) cycle loss, identity loss 0.1 (not 0.5)", "an L1 pull on a change that starts at zero "
+             "pins it there (a lasso), and while both generators are near the identity the L1 cycle loss is such "
+             "a pull: with CycleGAN's weights the residual generators learned almost no change; with no identity "
+             "loss at all they left faint noise on backgrounds (docs/quality.md)"),
+            ("batch 4, EMA 0.999 of the generators", "more images per wall-clock minute; the average is smoother "
+             "than the last step's weights"),
+        ],
+    },
     "cyclegan": {
         "paper": "Zhu et al. 2017, Unpaired Image-to-Image Translation using Cycle-Consistent Adversarial "
                  "Networks (arXiv:1703.10593)",
@@ -65,6 +84,9 @@ RECIPES: dict[str, dict] = {
         ],
     },
 }
+
+
+DEFAULT_RECIPE = "residual-cyclegan"  # what `translate train` uses without --model
 
 
 def recipe_config(name: str, paper_nets: bool = False) -> Config:
