@@ -43,8 +43,13 @@ step() {  # step NAME COMMAND...: run it, log it, keep going on failure
     local name=$1; shift
     echo "== $name: $*"
     local start=$SECONDS
-    if "$@" > "$OUT/$name.log" 2>&1; then echo "   ok ($((SECONDS - start)) s)"; else
-        echo "   FAILED ($((SECONDS - start)) s), last lines of $OUT/$name.log:"; tail -n 15 "$OUT/$name.log"; status=1; fi
+    if "$@" > "$OUT/$name.log" 2>&1; then
+        echo "   ok ($((SECONDS - start)) s)"
+    else
+        echo "   FAILED ($((SECONDS - start)) s), last lines of $OUT/$name.log:"
+        tail -n 15 "$OUT/$name.log"
+        status=1
+    fi
 }
 
 if [[ -n "${GPU_CHECK_CPU:-}" ]]; then  # the same steps at toy sizes on the CPU

@@ -184,7 +184,8 @@ def inference(size: int, device: torch.device, repeats: int) -> dict:
     runs = {"baseline": baseline, "fast": lambda: translator.translate_tensor(x)}
     batch = 64
     if device.type == "cuda":
-        fast_net = torch.compile(build_generator(ModelConfig(**NET)).to(device, memory_format=torch.channels_last).eval())
+        fast_net = build_generator(ModelConfig(**NET)).to(device, memory_format=torch.channels_last).eval()
+        fast_net = torch.compile(fast_net)
         xb = (torch.rand(batch, 3, size, size, device=device) * 2 - 1).to(memory_format=torch.channels_last)
 
         def batched():
