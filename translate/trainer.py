@@ -300,8 +300,10 @@ class Trainer:
                 with torch.no_grad():
                     for p in self.params_d:
                         p.clamp_(-t.clip_value, t.clip_value)
-        self.sched_g.step()
-        self.sched_d.step()
+        with warnings.catch_warnings():  # with update_interval a step may leave one optimizer idle: no matter
+            warnings.filterwarnings("ignore", "Detected call of `lr_scheduler.step", UserWarning)
+            self.sched_g.step()
+            self.sched_d.step()
         for key, avg in self.ema.items():
             avg.update_parameters(getattr(self, key))
         self.step_count += 1
