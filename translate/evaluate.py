@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import warnings
 from pathlib import Path
 
 DIRECTIONS = {"a2b": ("A", "B"), "b2a": ("B", "A")}
@@ -38,7 +37,7 @@ def load_folder(folder: Path, size: int, keep: int | None = None) -> tuple[list[
         try:
             image = to_tensor(transform(image=load_rgb(path))["image"])
         except DataError as exc:
-            warnings.warn(f"skipping {exc}", stacklevel=2)
+            print(f"skipping {exc}", file=sys.stderr)
             continue
         images.append(F.interpolate(image[None], size=(keep, keep), mode="area")[0] if keep else image)
         names.append(path.stem)
@@ -212,6 +211,7 @@ def format_table(results: dict) -> str:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
+    from .checkpoint import atomic_write
     directions = ("a2b", "b2a") if args.direction == "both" else (args.direction,)
     from .checkpoint import model_file
     def log(message: str) -> None:
@@ -221,7 +221,14 @@ def cmd_eval(args: argparse.Namespace) -> int:
     results = evaluate(models, data, directions, args.inception, args.encoder_steps, args.device, log=log)
     print(format_table(results))
     out = Path(args.out) if args.out else run_folder(models[0]) / "eval.json"
-    out.write_text(json.dumps(results, indent=2) + "\n")
+    text = json.dumps(results, indent=2) + "\n"
+    try:
+        atomic_write(out, text.encode())
+    except OSError as exc:  # the results took minutes to compute: never lose them
+        print(text, end="")
+        print(f"translate eval: could not write {out} ({exc.strerror or exc}); the results are printed above as "
+              "JSON", file=sys.stderr)
+        return 1
     print(f"results: {out}")
     if out.name == "eval.json" and (out.parent / "config.json").is_file():  # a run folder: its report shows them
         from .report import write_report
