@@ -290,7 +290,8 @@ def refresh_task(store: ModelStore, task: str, current: str | None):
 
 # --- the Train tab ---------------------------------------------------------------------------------------------------
 TRAIN_TASKS = [("Style transfer", "style"), ("Expression editing", "expression"), ("Other", "other")]
-RECIPES = [("CycleGAN (default)", "cyclegan"), ("DiscoGAN", "discogan"), ("DualGAN", "dualgan")]
+RECIPES = [("Residual CycleGAN (default)", "residual-cyclegan"), ("CycleGAN", "cyclegan"), ("DiscoGAN", "discogan"),
+           ("DualGAN", "dualgan")]
 # Advanced settings: (flag, label, default, info). The defaults are the shipped demo models' small nets, which train
 # in minutes on a CPU; an empty field keeps the recipe's own default (the paper's nets: ngf 64, 9 blocks, ndf 64).
 ADVANCED = [("ngf", "Generator width (--ngf)", 32, "filters in its first layer"),
@@ -450,7 +451,7 @@ def _train_tab(trainings: Trainings, data_root: DataRoot, store: ModelStore) -> 
             folder_of[domain] = folder
     with gr.Row():
         task = gr.Radio(TRAIN_TASKS, value="style", label="2. Task", info="the tab the model will appear in", scale=2)
-        recipe = gr.Dropdown(RECIPES, value="cyclegan", label="Recipe")
+        recipe = gr.Dropdown(RECIPES, value="residual-cyclegan", label="Recipe")
         size = gr.Radio([32, 64, 128, 256], value=64, label="Image size (px)", elem_id="train-size", scale=2,
                         info="128 px takes about 4x the time of 64 px")
         minutes = gr.Number(10, label="Time budget (minutes)", minimum=0.5, elem_id="train-minutes")

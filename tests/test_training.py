@@ -12,6 +12,7 @@ from translate.checkpoint import load_state, read_model
 from translate.cli import main
 from translate.data import load_rgb, to_tensor
 from translate.trainer import Trainer
+from translate.recipes import DEFAULT_RECIPE
 
 
 def paired_error(generator, root) -> tuple[float, float]:
@@ -30,7 +31,7 @@ def paired_error(generator, root) -> tuple[float, float]:
 # DiscoGAN and DualGAN's paper settings are tuned for long runs; for 100 steps they get 5e-4 learning rates,
 # DiscoGAN skips its 10,000-step curriculum at reconstruction weight 0.01; DualGAN uses its WGAN-GP option at 1e-3.
 @pytest.mark.parametrize("recipe,overrides", [
-    ("cyclegan", {}), ("discogan", dict(lr_g=5e-4, lr_d=5e-4, recon_rate_steps=0)),
+    ("residual-cyclegan", {}), ("cyclegan", {}), ("discogan", dict(lr_g=5e-4, lr_d=5e-4, recon_rate_steps=0)),
     ("dualgan", dict(lr_g=1e-3, lr_d=1e-3, adversarial="wgan-gp", d_norm="none"))])
 def test_each_recipe_learns_the_toy_mapping(toy_root, tmp_path, recipe, overrides):
     """The true A -> B mapping is a colour-channel roll; after 100 CPU steps every recipe's G_ab must be much
@@ -119,7 +120,7 @@ def test_cli_end_to_end_run_folder_and_resume(toy_root, tmp_path, capsys):
     assert all(torch.equal(x, y) for x, y in zip(_all_tensors(resumed["nets"]), _all_tensors(straight["nets"])))
 
     config = json.loads((run / "config.json").read_text())
-    assert config["train"]["recipe"] == "cyclegan" and config["model"]["ngf"] == 8
+    assert config["train"]["recipe"] == DEFAULT_RECIPE and config["model"]["ngf"] == 8
     logged = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [m["step"] for m in logged] == [2, 3, 4, 6]
     assert {"g_adv", "g_cycle", "g_identity", "d_a", "d_b", "lr_g", "images_per_s"} <= set(logged[0])
@@ -128,7 +129,7 @@ def test_cli_end_to_end_run_folder_and_resume(toy_root, tmp_path, capsys):
     assert grid.size == (6 * 34 + 2, 4 * 34 + 2)  # 6 columns, 4 sample rows (the default), 2 px padding
     nets, meta = read_model(run / "model.safetensors")
     assert set(nets) == {"g_ab", "g_ba"} and meta["steps"] == 6 and meta["domains"] == ["A", "B"]
-    assert meta["recipe"] == "cyclegan" and meta["model"]["ngf"] == 8 and meta["image_size"] == 32
+    assert meta["recipe"] == DEFAULT_RECIPE and meta["model"]["ngf"] == 8 and meta["image_size"] == 32
 
 
 def test_cli_user_errors_are_one_clear_line(tmp_path, capsys):

@@ -124,6 +124,6 @@ def recipe_table() -> str:
 
 def add_parser(sub) -> None:
     """`translate recipes`: the table of what each recipe sets."""
-    p = sub.add_parser("recipes", help="compare the recipes: what --model cyclegan | discogan | dualgan sets",
+    p = sub.add_parser("recipes", help="compare the recipes: what each --model sets",
                        description=recipe_table.__doc__)
     p.set_defaults(func=lambda args: print(recipe_table()) or 0)
