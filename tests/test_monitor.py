@@ -9,7 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from PIL import Image
+from torchvision.transforms.functional import adjust_hue
 
 from conftest import tiny_config
 from translate.data import load_rgb, to_tensor
@@ -202,3 +204,103 @@ def test_nyquist_peak_sees_a_checkerboard():
     checker = smooth + 0.1 * (-1) ** (torch.arange(32)[:, None] + torch.arange(32)[None, :])
     assert nyquist_peak(smooth)[0] < 1 < 5 < nyquist_peak(checker)[0]
     assert nyquist_peak(checker)[1] == pytest.approx(0.1, rel=0.01)  # RMS amplitude of the pattern
+
+
+# --- signatures on real images: the shipped emoji-style set (Noto -> Twemoji, test pairs share names) ----------------
+@pytest.fixture(scope="module")
+def emoji() -> dict[str, torch.Tensor]:
+    """The emoji-style folders at 32 px (as the tiny test nets see them)."""
+    root = Path(__file__).parent.parent / "datasets" / "emoji-style"
+    return {d: F.interpolate(load_domain(root / d), size=32, mode="area")
+            for d in ("trainA", "trainB", "testA", "testB")}
+
+
+@pytest.mark.parametrize("seed, degrees", [(0, 40), (1, -50), (2, 60)])
+def test_hue_turned_outputs_are_colour_drift_true_translations_are_not(emoji, seed, degrees):
+    healthy = Monitor(tiny_config())
+    assert "colour-drift" not in names((0, f) for f in feed_emoji(healthy, emoji, seed, 9))
+    drifted = Monitor(tiny_config())
+    raised = {f.name: f for f in feed_emoji(drifted, emoji, seed, 9, lambda a, truth: hue_turned(truth, degrees))}
+    assert "colour-drift" in raised and "hues are" in raised["colour-drift"].evidence
+    assert healthy.ema["hue/A->B"] < 1 < drifted.ema["hue/A->B"]  # over 1: raised (the mean-colour check is not)
+
+
+def test_identity_mapping_is_learning_nothing_not_staying_near_the_input_by_design(emoji):
+    def run(fake_b):
+        monitor = Monitor(tiny_config())
+        return monitor, names((0, f) for f in feed_emoji(monitor, emoji, 0, 9, fake_b))
+
+    nothing, raised = run(lambda a, truth: a)
+    assert "identity-mapping" in raised and "0% of the way" in nothing.active["identity-mapping"].evidence
+    g = torch.Generator().manual_seed(0)
+    _, raised = run(lambda a, truth: (a + 0.02 * torch.randn(a.shape, generator=g)).clamp(-1, 1))
+    assert "identity-mapping" in raised  # changes, but none towards the target
+    residual, raised = run(lambda a, truth: a + 0.05 * (truth - a))  # 5% of the way to the truth
+    assert residual.ema["change/A->B"] < Monitor.identity_ratio and "identity-mapping" not in raised
+
+
+def hue_turned(x: torch.Tensor, degrees: float) -> torch.Tensor:
+    """An HSV hue rotation (greens turn yellow and brown at +40..60 degrees' worth of -hue, pinks orange)."""
+    return adjust_hue(x.add(1).div(2), degrees / 360).mul(2).sub(1)
+
+
+def feed_emoji(monitor: Monitor, emoji, seed: int, intervals: int, fake_b=lambda real_a, truth: truth,
+               metrics=None):
+    """Intervals as a trainer at batch 8 logs them. A->B turns held-out Noto emoji into their Twemoji twins (the
+    true translation), or into `fake_b(real_a, truth)`; B->A turns training Twemoji into held-out Noto emoji."""
+    g, raised = torch.Generator().manual_seed(seed), []
+    for i in range(1, intervals + 1):
+        pairs, others = (torch.randint(len(emoji["testA"]), (8,), generator=g) for _ in range(2))
+        real_a, truth = emoji["testA"][pairs], emoji["testB"][pairs]
+        batch = {"real_a": real_a, "fake_b": fake_b(real_a, truth), "fake_a": emoji["testA"][others],
+                 "real_b": emoji["trainB"][torch.randint(len(emoji["trainB"]), (8,), generator=g)]}
+        raised += monitor.update(10 * i, {"step": 10 * i, **(metrics(i) if metrics else BALANCED)}, batch)
+    return raised
+
+
+# --- the critic's Wasserstein estimate --------------------------------------------------------------------------------
+# d_real - d_fake per 5-step interval of a real tiny DualGAN run (tiny_config("dualgan", seed=0) on the toy data,
+# batch 4, 200 steps): the critic's estimate rises for the whole run.
+RECORDED_RISING = [0.0028, 0.0075, 0.0105, 0.0128, 0.0168, 0.0166, 0.0126, 0.0163, 0.0135, 0.0163, 0.0199, 0.0201,
+                   0.0191, 0.0209, 0.0196, 0.0202, 0.0191, 0.0208, 0.0252, 0.0209, 0.0229, 0.0275, 0.0253, 0.0212,
+                   0.0270, 0.0223, 0.0255, 0.0276, 0.0241, 0.0300, 0.0296, 0.0301, 0.0359, 0.0356, 0.0340, 0.0267,
+                   0.0367, 0.0445, 0.0434, 0.0467]
+
+
+def critic_curve(shape: str, seed: int, n: int = 60, noise: float = 0.15) -> list[float]:
+    """A critic's estimate per interval, with multiplicative noise: healthy runs rise while the critic learns (the
+    first 8 intervals) and then fall or level off; broken ones keep rising."""
+    t = torch.arange(n, dtype=torch.float64)
+    level = {"falls": (t / 8).clamp(max=1) * (0.5 + 0.5 * torch.exp(-(t - 8).clamp(min=0) / 20)),
+             "levels off": (t / 8).clamp(max=1) + 0.05,
+             "rises": 0.2 + t / n}[shape]
+    g = torch.Generator().manual_seed(seed)
+    return (level * (1 + noise * torch.randn(n, generator=g, dtype=torch.float64))).tolist()
+
+
+def rising_at(estimates: list[float]) -> list[int]:
+    """The intervals at which the Wasserstein signature reads bad (the statistic alone: no images needed)."""
+    monitor = Monitor(tiny_config("dualgan"))
+    bad = []
+    for i, w in enumerate(estimates, 1):
+        monitor.estimates.append((10 * i, w))
+        if monitor._rising()[0]:
+            bad.append(i)
+    return bad
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_a_critic_estimate_that_keeps_rising_is_flagged_one_that_falls_or_levels_off_is_not(seed):
+    for shape in ("falls", "levels off"):
+        assert rising_at(critic_curve(shape, seed)) == [], shape
+    rising = rising_at(critic_curve("rises", seed))  # bad for `patience` intervals in a row: raised
+    assert any(rising[k + 2] == rising[k] + 2 for k in range(len(rising) - 2))
+
+
+def test_a_recorded_rising_estimate_raises_d_wins_with_its_numbers():
+    monitor = Monitor(tiny_config("dualgan"))
+    raised = feed(monitor, len(RECORDED_RISING), lambda i: {**BALANCED, "d_real": RECORDED_RISING[i - 1] / 2,
+                                                            "d_fake": -RECORDED_RISING[i - 1] / 2})
+    assert [f.name for f in raised] == ["d-wins"] and raised[0].since_step <= 10 * (Monitor.trend_intervals + 5)
+    assert "Wasserstein estimate rose from" in raised[0].evidence
+    assert not any("--r1-weight" in r or "--adversarial wgan-gp" in r for r in raised[0].remedies)

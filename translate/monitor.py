@@ -17,7 +17,8 @@ from dataclasses import asdict, dataclass
 import torch
 
 from .losses import WASSERSTEIN
-from .metrics import mean_pairwise_distance, pixel_features, precision_recall
+from .metrics import (hue_distance, hue_distances, hue_histogram, mean_pairwise_distance, pixel_features,
+                      precision_recall)
 
 SIGNATURES = {
     "non-finite": "a loss or a generated image holds NaN or infinity",
@@ -28,9 +29,12 @@ SIGNATURES = {
     "g-loss-collapsed": "the generator's adversarial loss fell from high to near zero while the discriminator's "
                         "loss stayed flat",
     "checkerboard": "outputs carry a 2-pixel periodic pattern (uneven overlap of transposed convolutions)",
-    "colour-drift": "outputs' average colour is off from the target domain's",
+    "colour-drift": "outputs' colours are off from the target domain's: their average, or their hues",
     "identity-mapping": "the generator returns its input almost unchanged although the domains differ",
 }
+# Names of the 30-degree hue sectors of `hue_histogram`'s circle (red at 0, yellow at 60, green at 120, ...).
+HUES = ("red", "orange", "yellow", "yellow-green", "green", "teal", "cyan", "azure", "blue", "violet", "magenta",
+        "pink")
 DIRECTIONS = {"A->B": ("real_a", "fake_b", "real_b"), "B->A": ("real_b", "fake_a", "real_a")}
 # Chance-level (balanced) loss per discriminator and per generator, and how D's mean outputs read, per objective.
 BALANCE = {"lsgan": (0.25, 0.25), "vanilla": (math.log(2), math.log(2)), "hinge": (2.0, 0.0)}
@@ -111,7 +115,18 @@ class Monitor:
     checker_levels = 0.015       # ... with an amplitude above the reals' by this ([-1, 1] units: 2 grey levels)
     colour_levels = 0.2          # mean-colour offset, [-1, 1] units (0.2 = 25 levels of 255) ...
     colour_spread = 1.0          # ... and the spread of real images' mean colours (a batch mean varies far less)
-    identity_ratio = 0.25        # input-to-output change over the change the domains' means require
+    trend_intervals = 30         # a Wasserstein estimate is judged once this many intervals are in: over the
+    trend_tau = 0.5              # latter half of the run, rising with Kendall's tau above this ...
+    trend_rise = 0.2             # ... by this fraction of its mean size, first third to last third (measured:
+    # noisy curves that level off or fall reach tau <= 0.37; steadily rising ones 0.58-0.81, a tiny DualGAN 0.56-0.68)
+    hue_images = 32              # outputs whose hues are pooled before they are compared with the target's ...
+    hue_degrees = 15.0           # ... raised above this distance (earth mover's, degrees of hue) and above ...
+    hue_chance = 0.99            # ... this quantile of the distances of as many real target images (resampled)
+    hue_keep = 256               # real images' hue histograms kept per domain for that resampling
+    identity_ratio = 0.25        # input-to-output change over the change the domains' means require ...
+    identity_toward = 0.025      # ... and the share of the way towards the target domain's mean that it goes
+    # (emoji-style: the true Noto -> Twemoji mapping changes 3.9x the domain gap and goes 1.1 of the way; a
+    # generator that goes 5% of the way changes 0.19x; changes unrelated to the domains go 0 +- 0.02 per image)
     min_domain_gap = 0.05        # domains whose mean thumbnails differ less than this may map to themselves
 
     def __init__(self, cfg):
@@ -122,9 +137,13 @@ class Monitor:
         self.real: dict[str, tuple] = {}        # (sum, count) of statistics of real images
         self.thumbs: dict[str, deque] = {role: deque(maxlen=self.keep) for role in
                                          ("real_a", "real_b", "fake_a", "fake_b")}
+        self.hues: dict[str, deque] = {role: deque(maxlen=self.hue_keep if role.startswith("real") else
+                                                   self.hue_images) for role in self.thumbs}
+        self.hue_seen: dict[str, tuple] = {}    # per direction: (distance, chance-level distance) this interval
         self.runs: dict[str, dict] = {}
         self.active: dict[str, Finding] = {}
         self.g_peak = 0.0
+        self.estimates: list[tuple[int, float]] = []  # (step, the critic's estimate) per interval, Wasserstein only
 
     # --- statistics -----------------------------------------------------------------------------------------------
     def _smooth(self, key: str, value: float) -> None:
@@ -171,6 +190,11 @@ class Monitor:
         thumbs = {role: pixel_features(images) for role, images in batch.items()}
         for role, t in thumbs.items():
             self.thumbs[role].extend(t)
+        colourful = self.cfg.model.channels == 3
+        hues = {role: torch.stack([hue_histogram(image[None]) for image in images]) for role, images in batch.items()
+                if colourful}
+        for role, h in hues.items():
+            self.hues[role].extend(h)
         n = max(8, len(batch["fake_b"]))  # small batches: diversity over the last few intervals' images
         recent = {role: torch.stack(list(q)[-n:]) for role, q in self.thumbs.items()}
         for role in ("real_a", "real_b"):
@@ -178,6 +202,8 @@ class Monitor:
             self._running(f"colour/{role}", colours.mean(0), len(colours))
             self._running(f"colour2/{role}", colours.square().mean(0), len(colours))
             self._running(f"thumb/{role}", thumbs[role].mean(0), len(colours))
+            if colourful:
+                self._running(f"hue/{role}", hues[role].mean(0), len(colours))
             self._running(f"div/{role}", torch.tensor(mean_pairwise_distance(recent[role])))
             self._running(f"nyquist/{role}", torch.tensor(nyquist_peak(batch[role])))
         for name, (src, fake, tgt) in DIRECTIONS.items():
@@ -188,12 +214,31 @@ class Monitor:
             self._smooth(f"amp/{name}", amp)
             for c, value in enumerate(batch[fake].mean((0, 2, 3)).tolist()):
                 self._smooth(f"colour/{name}/{c}", value)
-            change = float((thumbs[fake] - thumbs[src]).square().mean(1).sqrt().mean())
-            self._smooth(f"change/{name}", change / max(self._gap(name), 1e-6))
+            change = thumbs[fake] - thumbs[src]
+            self._smooth(f"change/{name}", float(change.square().mean(1).sqrt().mean()) / max(self._gap(name), 1e-6))
+            gap = (self._real(f"thumb/{tgt}") - self._real(f"thumb/{src}")).float()
+            self._smooth(f"toward/{name}", float((change @ gap).mean() / gap.square().sum().clamp_min(1e-12)))
+            self._observe_hues(name)
             if len(self.thumbs[fake]) >= self.keep // 2:
                 reals, fakes = torch.stack(list(self.thumbs[tgt])), torch.stack(list(self.thumbs[fake]))
                 self._smooth(f"uncovered/{name}", uncovered(reals, fakes))
                 self._smooth(f"precision/{name}", precision_recall(reals, fakes)[0])
+
+    def _observe_hues(self, name: str) -> None:
+        """Hue distance of the last `hue_images` outputs from the real target domain, over the distance that
+        as many real target images reach by chance (a quantile over resamples of the ones kept)."""
+        _, fake, tgt = DIRECTIONS[name]
+        self.hue_seen.pop(name, None)
+        if len(self.hues[fake]) < self.hue_images:
+            return
+        real = self._real(f"hue/{tgt}")
+        distance = hue_distance(torch.stack(list(self.hues[fake])).sum(0), real)
+        kept = torch.stack(list(self.hues[tgt]))
+        draws = torch.randint(len(kept), (200, self.hue_images), generator=torch.Generator().manual_seed(0))
+        chance = hue_distances(kept[draws].sum(1), real).nanquantile(self.hue_chance)
+        if math.isfinite(distance) and math.isfinite(chance):  # NaN: no colour in the outputs or the domain
+            self.hue_seen[name] = (distance, float(chance))
+            self._smooth(f"hue/{name}", distance / max(self.hue_degrees, float(chance)))
 
     def _gap(self, name: str) -> float:
         """RMS difference of the two domains' mean thumbnails: by Jensen's inequality, the least average change
@@ -228,12 +273,28 @@ class Monitor:
                 f"generator (chance level {g_eq:.3g})")
 
     def _d_wins(self):
-        if self.kind in WASSERSTEIN:  # a critic trained to optimality is the point of a Wasserstein loss
-            return False, False, ""
+        if self.kind in WASSERSTEIN:  # a critic trained to optimality is the point; one ever further ahead is not
+            return self._rising()
         conf = self.ema["conf"]
         return (conf > self.d_wins_confidence, not self._improving("conf", "down"),
                 f"D separates real from fake with confidence {conf:.2f} (0 = balance, 1 = certain): "
                 + self._balance_text())
+
+    def _rising(self):
+        """The critic's Wasserstein estimate rising over the latter half of the run: a healthy run's rises while the
+        critic learns, then falls as the generator catches up."""
+        if len(self.estimates) < self.trend_intervals:
+            return False, False, ""
+        from scipy.stats import kendalltau
+        steps, values = zip(*self.estimates[len(self.estimates) // 2:])
+        third = max(1, len(values) // 3)
+        first, last = sum(values[:third]) / third, sum(values[-third:]) / third
+        rise = (last - first) / max(sum(abs(v) for v in values) / len(values), 1e-12)
+        tau = float(kendalltau(range(len(values)), values).statistic)
+        return (tau > self.trend_tau and rise > self.trend_rise, True,
+                f"the critic's Wasserstein estimate rose from {first:.3g} to {last:.3g} between steps {steps[0]} and "
+                f"{steps[-1]} (Kendall's tau {tau:.2f}, +{rise:.0%} of its size): the critic wins ever more clearly, "
+                "where a healthy run's estimate falls as the generator improves")
 
     def _g_wins(self):
         conf = self.ema["conf"]
@@ -268,26 +329,47 @@ class Monitor:
                 f"grey levels (real images: {amp_real * 127.5:.1f})")
 
     def _colour(self):
-        candidates = []
+        candidates = []  # (score: over 1 is bad, the EMA key, which way is better, evidence)
         for name, (_, _, tgt) in DIRECTIONS.items():
             mean = self._real(f"colour/{tgt}")
             spread = (self._real(f"colour2/{tgt}") - mean.square()).clamp_min(0).sqrt().tolist()
             for c, real in enumerate(mean.tolist()):
                 offset = self.ema[f"colour/{name}/{c}"] - real
                 bar = max(self.colour_levels, self.colour_spread * spread[c])
-                candidates.append((abs(offset) / bar, offset, spread[c], name, c))
-        score, offset, spread, name, c = max(candidates)
-        channel = "RGB"[c] if self.cfg.model.channels == 3 else f"channel {c}"
-        return (score > 1, not self._improving(f"colour/{name}/{c}", "down" if offset > 0 else "up"),
-                f"{name} outputs' mean {channel} is {offset * 127.5:+.0f} levels (of 255) off the real target "
-                f"domain's, whose images' means vary by {spread * 127.5:.0f} levels")
+                channel = "RGB"[c] if self.cfg.model.channels == 3 else f"channel {c}"
+                candidates.append((abs(offset) / bar, f"colour/{name}/{c}", "down" if offset > 0 else "up",
+                                   f"{name} outputs' mean {channel} is {offset * 127.5:+.0f} levels (of 255) off "
+                                   f"the real target domain's, whose images' means vary by {spread[c] * 127.5:.0f} "
+                                   "levels"))
+            if name in self.hue_seen:
+                candidates.append((self.ema[f"hue/{name}"], f"hue/{name}", "down", self._hue_evidence(name)))
+        score, key, better, evidence = max(candidates, key=lambda c: c[0])
+        return score > 1, not self._improving(key, better), evidence
+
+    def _hue_evidence(self, name: str) -> str:
+        _, fake, tgt = DIRECTIONS[name]
+        distance, chance = self.hue_seen[name]
+
+        def sectors(h: torch.Tensor) -> torch.Tensor:  # share of the colour in each named 30-degree sector
+            return (h / h.sum()).roll(len(h) // 24).view(len(HUES), -1).sum(1)
+
+        fakes, reals = sectors(torch.stack(list(self.hues[fake])).sum(0)), sectors(self._real(f"hue/{tgt}"))
+        lost, gained = int((fakes - reals).argmin()), int((fakes - reals).argmax())
+        return (f"{name} outputs' hues are {distance:.0f} degrees from the real target domain's (earth mover's "
+                f"distance of chroma-weighted hue histograms, last {len(self.hues[fake])} outputs; as many real "
+                f"images stray up to {chance:.0f}): {HUES[lost]} is {reals[lost]:.0%} of the real images' colour but "
+                f"{fakes[lost]:.0%} of the outputs', {HUES[gained]} {reals[gained]:.0%} but {fakes[gained]:.0%}")
 
     def _identity(self):
-        name = min(DIRECTIONS, key=lambda k: self.ema[f"change/{k}"])
-        ratio, gap = self.ema[f"change/{name}"], self._gap(name)
-        return (ratio < self.identity_ratio and gap > self.min_domain_gap, not self._improving(f"change/{name}", "up"),
+        """Outputs near their inputs are by design for a generator that starts as the identity; it is a finding
+        only when they do not move towards the target domain either."""
+        name = min(DIRECTIONS, key=lambda k: (self.ema[f"toward/{k}"] >= self.identity_toward, self.ema[f"change/{k}"]))
+        ratio, toward, gap = self.ema[f"change/{name}"], self.ema[f"toward/{name}"], self._gap(name)
+        return (ratio < self.identity_ratio and toward < self.identity_toward and gap > self.min_domain_gap,
+                not self._improving(f"change/{name}", "up"),
                 f"{name} changes its input by {ratio:.2f}x what the domains' mean images require (their 8x8 "
-                f"thumbnails differ by {gap:.2f} RMS)")
+                f"thumbnails differ by {gap:.2f} RMS), and {toward:.0%} of the way from the source domain's mean "
+                "image towards the target's")
 
     # --- remedies -------------------------------------------------------------------------------------------------
     def remedies(self, name: str) -> list[str]:
@@ -311,7 +393,8 @@ class Monitor:
                     *([] if m.spectral_norm else ["--spectral-norm"]),
                     *(["--label-smoothing 0.1"] if t.adversarial in ("lsgan", "vanilla") and not t.label_smoothing
                       else []),
-                    "--r1-weight 1 (R1 penalty keeps D smooth)", *wgan, capacity + " if its outputs barely change"]
+                    *(["--r1-weight 1 (R1 penalty keeps D smooth)"] if t.adversarial not in WASSERSTEIN else []),
+                    *wgan, capacity + " if its outputs barely change"]
         if name == "g-wins":
             return [f"--d-steps {t.d_steps + 1}", f"--lr-d {t.lr_d * 2:.2g} (TTUR: a faster discriminator)",
                     f"--ndf {m.ndf * 2} or --n-layers {m.n_layers + 1} (a stronger discriminator)",
@@ -348,6 +431,8 @@ class Monitor:
         observed = {"non-finite": (bool(bad_values), True, "non-finite values in " + ", ".join(bad_values))}
         if not bad_values:
             self._observe_losses(metrics)
+            if self.kind in WASSERSTEIN:
+                self.estimates.append((step, metrics["d_real"] - metrics["d_fake"]))
             self._observe_batch(batch)
             for name, check in (("mode-collapse", self._collapse), ("mode-dropping", self._dropping),
                                 ("d-wins", self._d_wins), ("g-wins", self._g_wins),
@@ -377,14 +462,19 @@ class Monitor:
         return {"ema": dict(self.ema), "trail": {k: list(v) for k, v in self.trail.items()},
                 "real": {k: [v[0], v[1]] for k, v in self.real.items()},
                 "thumbs": {k: torch.stack(list(v)) if v else torch.empty(0) for k, v in self.thumbs.items()},
+                "hues": {k: torch.stack(list(v)) if v else torch.empty(0) for k, v in self.hues.items()},
                 "runs": {k: dict(v) for k, v in self.runs.items()},
-                "active": {k: f.to_dict() for k, f in self.active.items()}, "g_peak": self.g_peak}
+                "active": {k: f.to_dict() for k, f in self.active.items()}, "g_peak": self.g_peak,
+                "estimates": [list(e) for e in self.estimates]}
 
     def load_state_dict(self, state: dict) -> None:
         self.ema = dict(state["ema"])
         self.trail = {k: deque(v, maxlen=self.patience + 1) for k, v in state["trail"].items()}
         self.real = {k: (v[0], v[1]) for k, v in state["real"].items()}
         self.thumbs = {k: deque(list(v), maxlen=self.keep) for k, v in state["thumbs"].items()}
+        hues = state.get("hues", {})  # (absent from runs saved before hues were watched)
+        self.hues = {k: deque(list(hues.get(k, [])), maxlen=v.maxlen) for k, v in self.hues.items()}
         self.runs = {k: dict(v) for k, v in state["runs"].items()}
         self.active = {k: Finding(**v) for k, v in state["active"].items()}
         self.g_peak = state["g_peak"]
+        self.estimates = [(int(s), float(v)) for s, v in state.get("estimates", [])]
