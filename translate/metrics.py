@@ -210,14 +210,20 @@ def hue_histogram(images: torch.Tensor, bins: int = 36) -> torch.Tensor:
             .index_add_(0, (low.long() + 1) % bins, chroma * upper))
 
 
+def hue_distances(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+    """Earth mover's distance between hue histograms (..., bins), each normalised to unit mass, in degrees: the
+    mean angle by which the colour mass of one must turn to become the other (40 when every colour turns by 40
+    degrees, 20 when half of them do). NaN where either holds (practically) no colour."""
+    p, q = p.double(), q.double()
+    mass_p, mass_q = p.sum(-1, keepdim=True), q.sum(-1, keepdim=True)
+    cdf = torch.cumsum(p / mass_p.clamp_min(1e-12) - q / mass_q.clamp_min(1e-12), -1)
+    distance = (cdf - cdf.median(-1, keepdim=True).values).abs().sum(-1) * 360 / p.shape[-1]  # minimised over
+    return distance.masked_fill(((mass_p < 1e-9) | (mass_q < 1e-9)).squeeze(-1), math.nan)  # the circle's cut
+
+
 def hue_distance(p: torch.Tensor, q: torch.Tensor) -> float:
-    """Earth mover's distance between two hue histograms (normalised to unit mass), in degrees: the mean angle
-    by which the colour mass of one must turn to become the other (40 when every colour turns by 40 degrees,
-    20 when half of them do). NaN when either holds (practically) no colour."""
-    if float(p.sum()) < 1e-9 or float(q.sum()) < 1e-9:
-        return math.nan
-    cdf = torch.cumsum(p.double() / p.sum() - q.double() / q.sum(), 0)
-    return float((cdf - cdf.median()).abs().sum()) * 360 / len(p)  # on a circle: minimised over the cut point
+    """`hue_distances` of two histograms (bins,), as a float."""
+    return float(hue_distances(p, q))
 
 
 def hue_histogram_distance(images_a: torch.Tensor, images_b: torch.Tensor, bins: int = 36) -> float:
