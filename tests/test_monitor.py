@@ -196,7 +196,7 @@ def test_state_round_trips_through_weights_only_load():
     resumed.load_state_dict(torch.load(io.BytesIO(buffer.getvalue()), weights_only=True))
     rest = feed(monitor, 7, fake_b_colours=(BLUE,), first=6)
     assert [f.to_dict() for f in feed(resumed, 7, fake_b_colours=(BLUE,), first=6)] == [f.to_dict() for f in rest]
-    assert [f.name for f in rest] == ["mode-dropping"]
+    assert {f.name for f in rest} == {"mode-dropping", "colour-drift"}  # never cyan: a hue missing, too
 
 
 def test_nyquist_peak_sees_a_checkerboard():
