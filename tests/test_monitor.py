@@ -235,7 +235,8 @@ def test_identity_mapping_is_learning_nothing_not_staying_near_the_input_by_desi
     g = torch.Generator().manual_seed(0)
     _, raised = run(lambda a, truth: (a + 0.02 * torch.randn(a.shape, generator=g)).clamp(-1, 1))
     assert "identity-mapping" in raised  # changes, but none towards the target
-    residual, raised = run(lambda a, truth: a + 0.05 * (truth - a))  # 5% of the way to the truth
+    residual, raised = run(lambda a, truth: a + 0.1 * (truth - a))  # a tenth of the way to the truth (measured,
+    # seeds 0-2: change 0.18-0.21x the gap, 0.04-0.06 of the way; the noise above goes 0.016-0.019 of the way)
     assert residual.ema["change/A->B"] < Monitor.identity_ratio and "identity-mapping" not in raised
 
 
