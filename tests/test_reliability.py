@@ -21,6 +21,7 @@ from conftest import tiny_config
 from test_app import app
 from test_inference import make_model
 from test_reference import Exploit, ResnetGenerator
+from translate import run_folder as run_folder_rules
 from translate.apply import EXIT_PARTIAL
 from translate.checkpoint import export_model
 from translate.cli import main
@@ -263,7 +264,8 @@ def _resume(run_dir: Path, capsys) -> tuple[int, str, str]:
 
 
 def _snapshot(folder: Path) -> dict:
-    return {p: p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+    """Every file's bytes, but the run's lock file (it stays, unlocked, once a process has held it)."""
+    return {p: p.read_bytes() for p in folder.rglob("*") if p.is_file() and p.name != run_folder_rules.LOCK}
 
 
 def test_a_resume_state_that_would_run_code_never_runs_it(run_folder, tmp_path, capsys):
