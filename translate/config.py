@@ -54,7 +54,8 @@ class DataConfig:
 
 @dataclass
 class TrainConfig:
-    recipe: str = opt("cyclegan", "recipe: cyclegan | discogan | dualgan (sets the defaults below)")
+    recipe: str = opt("cyclegan", "recipe: residual-cyclegan (the default) | cyclegan | discogan | dualgan; sets "
+                      "the defaults below (`translate recipes` compares them)")
     adversarial: str = opt("lsgan", "adversarial objective", ADVERSARIAL)
     label_smoothing: float = opt(0.0, "one-sided label smoothing: real target is 1 - this")
     gp_weight: float = opt(10.0, "gradient penalty weight (wgan-gp)")
