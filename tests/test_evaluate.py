@@ -74,3 +74,11 @@ def test_eval_of_a_run_uses_the_data_it_trained_on(toy_root, tmp_path, capsys):
     make_model(tmp_path / "loose.safetensors")
     assert main(["eval", str(tmp_path / "loose.safetensors")]) == 2
     assert "not in a run folder (no config.json beside it); give --data ROOT" in capsys.readouterr().err
+
+
+def test_a_model_without_an_image_size_is_measured_at_the_default(toy_root, tmp_path, capsys):
+    make_model(tmp_path / "model.safetensors", meta={"image_size": None})
+    assert main(["eval", str(tmp_path / "model.safetensors"), "--data", str(toy_root), "--encoder-steps", "10",
+                 "--direction", "a2b", "--out", str(tmp_path / "eval.json")]) == 0
+    assert "no training image size in its metadata; measuring at 256 px" in capsys.readouterr().err
+    assert json.loads((tmp_path / "eval.json").read_text())["image_size"] == 256

@@ -23,6 +23,7 @@ ROWS = [("domain_score", "domain score: share classified as target", "↑"),
         ("diversity", "diversity: output / input", "≈1"), ("near_duplicates", "near-duplicate share", "↓"),
         ("l1", "paired L1, 0-1 scale", "↓"), ("psnr", "paired PSNR, dB", "↑"), ("ssim", "paired SSIM", "↑")]
 BASELINE = "input unchanged"
+DEFAULT_SIZE = 256  # for a model whose metadata has no image_size: the reference CycleGAN's crop
 
 
 def load_folder(folder: Path, size: int, keep: int | None = None) -> tuple[list[str], "torch.Tensor"]:
@@ -166,7 +167,10 @@ def evaluate(models: list[str | Path], root: str | Path, directions: tuple[str, 
     import torch
     from .inference import Translator
     translators = [(Path(m), Translator.from_file(m, device=device)) for m in models]
-    size = translators[0][1].meta["image_size"]
+    size = translators[0][1].meta.get("image_size")
+    if not isinstance(size, int) or size < 1:
+        size = DEFAULT_SIZE
+        log(f"{translators[0][0]}: no training image size in its metadata; measuring at {size} px")
     judge = Judge(root, size, inception, encoder_steps, log)
     runs = [{"name": BASELINE, "model": None,
              "results": {d: judge.measure(DIRECTIONS[d][0], judge.test[DIRECTIONS[d][0]][1]) for d in directions}}]
