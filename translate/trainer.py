@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from tqdm.auto import tqdm
 from torch import nn
 from torch.optim.swa_utils import AveragedModel
 
@@ -387,7 +388,7 @@ class Trainer:
                            f"{exc.strerror or exc}; the previous checkpoint is intact")
                 if attempt == self.cfg.train.save_retries:
                     raise SaveError(message) from exc
-                warnings.warn(f"{message}; retrying in {SAVE_RETRY_WAIT_S} s", stacklevel=2)
+                tqdm.write(f"{message}; retrying in {SAVE_RETRY_WAIT_S} s", file=sys.stderr)  # above the bar
                 time.sleep(SAVE_RETRY_WAIT_S)
 
     def resume(self) -> None:
