@@ -87,7 +87,10 @@ def train(set_name: str, root: Path, candidate: str, images: int, run_dir: Path)
                                         "log_every": 50, "n_samples": 4, "workers": 0})
     cfg.train.max_steps = max(1, images // cfg.train.batch_size)
     cfg.train.save_every = cfg.train.max_steps
-    shutil.rmtree(run_dir, ignore_errors=True)  # our own run folder from an earlier try of this candidate
+    if run_dir.exists():  # an earlier try of this candidate: replace it, but never a folder a run did not make
+        if not (run_dir / "config.json").is_file():
+            sys.exit(f"{run_dir} exists and is not a run folder; move it away first")
+        shutil.rmtree(run_dir)
     start = time.perf_counter()
     Trainer(cfg, run_dir).fit()
     return {"minutes": (time.perf_counter() - start) / 60, "images": cfg.train.max_steps * cfg.train.batch_size,
