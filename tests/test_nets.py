@@ -67,3 +67,19 @@ def test_unknown_names_are_clear_errors():
         build_generator(ModelConfig(generator="vit"))
     with pytest.raises(ValueError, match="unknown upsampling"):
         build_generator(ModelConfig(upsample="pixelshuffle"))
+
+
+@pytest.mark.parametrize("generator", ["resnet", "unet", "encoder-decoder"])
+def test_residual_generator_starts_as_the_identity_and_learns_a_clamped_change(generator):
+    g = build_generator(ModelConfig(generator=generator, ngf=8, n_blocks=1, unet_depth=3, residual=True))
+    x = torch.rand(2, 3, 32, 32) * 2 - 1
+    assert torch.equal(g(x), x)  # the change's last conv is zero: exactly the input
+    assert not any(isinstance(m, nn.Tanh) for m in g.modules())
+    x.requires_grad_(True)
+    g(x).sum().backward()
+    last = [m for m in g.modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))][-1]
+    assert last.weight.grad.abs().sum() > 0  # ...and it gets a gradient from the first step
+    with torch.no_grad():
+        last.weight.fill_(1.0)  # a change far beyond the image range is clamped into it
+        out = g(x)
+    assert out.abs().max() == 1.0 and not torch.equal(out, x)
