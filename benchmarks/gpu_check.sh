@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Every GPU fact in one call (H100/H200, about 6 minutes): the CUDA tests (compile, bf16, fused Adam, NaN
+# Every GPU fact in one call (H100/H200, at most 8 minutes): the CUDA tests (compile, bf16, fused Adam, NaN
 # handling), speed.py --device cuda at 256 px (baseline beside the fast path at batch 1 and at the larger
 # batches, images/s, MFU, peak memory; inference throughput), and a torchrun data-parallel smoke run (nproc 1,
 # nccl). It rewrites the GPU's section of docs/benchmarks.md and leaves logs in OUTDIR.
@@ -38,17 +38,16 @@ if ! $PY -c "import albumentations" 2>/dev/null; then
     export PYTHONPATH="$PYTHONPATH:/tmp/site"
 fi
 
-status=0
-step() {  # step NAME COMMAND...: run it, log it, keep going on failure
+step() {  # step NAME COMMAND...: run it, log it; a failure prints the log's tail and returns 1
     local name=$1; shift
     echo "== $name: $*"
     local start=$SECONDS
     if "$@" > "$OUT/$name.log" 2>&1; then
-        echo "   ok ($((SECONDS - start)) s)"
+        echo "   $name ok ($((SECONDS - start)) s)"
     else
-        echo "   FAILED ($((SECONDS - start)) s), last lines of $OUT/$name.log:"
+        echo "   $name FAILED ($((SECONDS - start)) s), last lines of $OUT/$name.log:"
         tail -n 15 "$OUT/$name.log"
-        status=1
+        return 1
     fi
 }
 
@@ -59,15 +58,19 @@ else
     $PY -c "import torch; assert torch.cuda.is_available(), 'no CUDA GPU'; print(torch.__version__, \
 torch.cuda.get_device_name())"
     nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
-    DEVICE=cuda; SPEED=(--sizes 256 --batch 8 32 --inference-sizes 256 --repeats 20 --no-data)
+    DEVICE=cuda; SPEED=(--sizes 256 --batch 32 --inference-sizes 256 --repeats 20 --no-data)
     DOCS=${GPU_CHECK_DOCS:-docs/benchmarks.md}; DP=(--load-size 286 --crop-size 256)
 fi
 
-step cuda-tests timeout 240 $PY -m pytest -q -p no:cacheprovider tests/test_cuda.py
-step speed timeout 360 $PY benchmarks/speed.py --device "$DEVICE" "${SPEED[@]}" --docs "$DOCS"
-step torchrun timeout 180 $PY -m torch.distributed.run --standalone --nproc_per_node 1 -m translate train \
+# Timings first, alone on the device; then the two correctness checks side by side (each compiles on the CPU).
+status=0
+step speed timeout 300 $PY benchmarks/speed.py --device "$DEVICE" "${SPEED[@]}" --docs "$DOCS" || status=1
+step cuda-tests timeout 200 $PY -m pytest -q -p no:cacheprovider tests/test_cuda.py & tests=$!
+step torchrun timeout 150 $PY -m torch.distributed.run --standalone --nproc_per_node 1 -m translate train \
     --data datasets/emoji-style --device "$DEVICE" --max-steps 6 --log-every 2 --sample-every 1000 \
-    --save-every 6 --batch-size 2 --workers 0 --runs-dir "$OUT/runs" --name dp-smoke "${DP[@]}"
+    --save-every 6 --batch-size 2 --workers 0 --runs-dir "$OUT/runs" --name dp-smoke "${DP[@]}" & dp=$!
+wait $tests || status=1
+wait $dp || status=1
 cp "$DOCS" "$OUT/benchmarks.md" 2>/dev/null || true
 echo "gpu_check: $([[ $status == 0 ]] && echo all steps passed || echo some steps FAILED); logs in $OUT"
 exit $status

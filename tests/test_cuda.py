@@ -11,7 +11,7 @@ pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a C
 
 
 def cuda_trainer(toy_root, tmp_path, **overrides) -> Trainer:
-    return Trainer(tiny_config(data=str(toy_root), device="cuda", amp="auto", **overrides), tmp_path / "run")
+    return Trainer(tiny_config(data=str(toy_root), device="cuda", **{"amp": "auto", **overrides}), tmp_path / "run")
 
 
 def batch(n: int = 4):
@@ -19,9 +19,9 @@ def batch(n: int = 4):
     return [(torch.rand(n, 3, 32, 32, generator=g) * 2 - 1).cuda() for _ in range(2)]
 
 
-def test_auto_fast_path_is_on_with_compile_bf16_fused_adam_channels_last(toy_root, tmp_path):
+def test_auto_fast_path_is_on_with_compile_bf16_fused_adam(toy_root, tmp_path):
     trainer = cuda_trainer(toy_root, tmp_path)
-    assert trainer.amp and trainer.memory_format == torch.channels_last
+    assert trainer.amp and trainer.memory_format == torch.contiguous_format  # channels-last measured slower
     assert trainer.opt_g.defaults["fused"] and trainer.opt_d.defaults["fused"]
     assert all(getattr(net, "_compiled_call_impl", None) is not None
                for net in (trainer.g_ab, trainer.g_ba, trainer.d_a, trainer.d_b))
@@ -34,15 +34,15 @@ def test_auto_fast_path_is_on_with_compile_bf16_fused_adam_channels_last(toy_roo
 
 
 def test_bf16_step_tracks_the_fp32_step(toy_root, tmp_path):
-    """One step from the same weights and batch: bf16 autocast moves the weights like fp32 does."""
-    moves = {}
+    """One step from the same weights and batch: the generators' gradient under bf16 autocast points where the fp32
+    one does. (Not Adam's update: its first step is about sign(gradient), which flips on tiny components.)"""
+    grads = {}
     for amp in ("bf16", "off"):
         trainer = cuda_trainer(toy_root, tmp_path / amp, amp=amp, compile="off")
-        start = [p.detach().clone() for p in trainer.params_g]
         trainer.step(*batch())
-        moves[amp] = torch.cat([(p - s).flatten() for p, s in zip(trainer.params_g, start)])
-    cosine = torch.nn.functional.cosine_similarity(moves["bf16"], moves["off"], dim=0)
-    assert cosine > 0.9, f"bf16 update direction differs from fp32 (cosine {cosine:.3f})"
+        grads[amp] = torch.cat([p.grad.flatten() for p in trainer.params_g])
+    cosine = torch.nn.functional.cosine_similarity(grads["bf16"], grads["off"], dim=0)
+    assert cosine > 0.9, f"bf16 gradient differs from fp32 (cosine {cosine:.3f})"
 
 
 def test_nan_on_cuda_rolls_back_and_training_goes_on(toy_root, tmp_path):

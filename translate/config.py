@@ -92,7 +92,7 @@ class TrainConfig:
     device: str = opt("auto", "cuda | cpu | auto")
     amp: str = opt("auto", "mixed precision: bf16 autocast (auto = on CUDA, and on CPUs with native bf16)",
                    ("auto", "bf16", "off"))
-    channels_last: str = opt("auto", "channels-last memory format (auto = with bf16)", ("auto", "on", "off"))
+    channels_last: str = opt("auto", "channels-last memory format (auto = with bf16 on a CPU)", ("auto", "on", "off"))
     compile: str = opt("auto", "torch.compile the nets (auto = on CUDA, except with gradient penalties)",
                        ("auto", "on", "off"))
     save_retries: int = opt(0, "retries of a failed checkpoint write (disk full...), 10 s apart, before stopping")

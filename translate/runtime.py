@@ -47,9 +47,12 @@ def use_bf16(setting: str, device: torch.device) -> bool:
     return setting == "bf16" or (setting == "auto" and native_bf16(device))
 
 
-def memory_format(setting: str, bf16: bool) -> torch.memory_format:
-    """Channels-last for "on", and for "auto" together with bf16 (where oneDNN/cuDNN prefer it)."""
-    return torch.channels_last if setting == "on" or (setting == "auto" and bf16) else torch.contiguous_format
+def memory_format(setting: str, bf16: bool, device: torch.device) -> torch.memory_format:
+    """Channels-last for "on", and for "auto" with bf16 on a CPU (where oneDNN prefers it). Not on CUDA: with
+    instance norm and reflection padding, layout copies made a compiled 256 px step 16 % slower on an H200
+    (docs/benchmarks.md)."""
+    auto = setting == "auto" and bf16 and device.type == "cpu"
+    return torch.channels_last if setting == "on" or auto else torch.contiguous_format
 
 
 def pick_backend(backend: str, device: torch.device, precision: str) -> str:

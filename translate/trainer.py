@@ -80,6 +80,8 @@ class ImagePool:
         self.images: list[torch.Tensor] = []
 
     def query(self, images: torch.Tensor) -> torch.Tensor:
+        """Half of `images` swapped for stored ones once full; in the input's memory format (a changed layout
+        would recompile a compiled critic)."""
         if self.size == 0:
             return images
         out = []
@@ -93,7 +95,8 @@ class ImagePool:
                 self.images[i] = image.clone()
             else:
                 out.append(image)
-        return torch.stack(out)
+        layout = torch.channels_last if images.is_contiguous(memory_format=torch.channels_last) else None
+        return torch.stack(out).contiguous(memory_format=layout or torch.contiguous_format)
 
     def state_dict(self) -> dict:
         return {"images": torch.stack(self.images).cpu() if self.images else torch.empty(0)}
@@ -136,7 +139,7 @@ class Trainer:
             torch.backends.cudnn.benchmark = True
         on_cuda = self.device.type == "cuda"
         self.amp = runtime.use_bf16(t.amp, self.device)
-        self.memory_format = runtime.memory_format(t.channels_last, self.amp)
+        self.memory_format = runtime.memory_format(t.channels_last, self.amp, self.device)
         torch.manual_seed(t.seed)  # the same initial weights in every process
         self.g_ab, self.g_ba = (build_generator(cfg.model).to(self.device, memory_format=self.memory_format)
                                 for _ in range(2))
