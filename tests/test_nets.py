@@ -3,7 +3,7 @@ import torch
 from torch import nn
 
 from translate.config import ModelConfig
-from translate.nets import build_discriminator, build_generator
+from translate.nets import build_discriminator, build_generator, size_rule
 from translate.nets.layers import BlurPool
 
 
@@ -83,3 +83,21 @@ def test_residual_generator_starts_as_the_identity_and_learns_a_clamped_change(g
         last.weight.fill_(1.0)  # a change far beyond the image range is clamped into it
         out = g(x)
     assert out.abs().max() == 1.0 and not torch.equal(out, x)
+
+
+@pytest.mark.parametrize("generator,depths", [("resnet", [6]), ("unet", [2, 3, 4]), ("encoder-decoder", [2, 3, 4])])
+def test_size_rule_is_exactly_the_sizes_each_generator_takes(generator, depths):
+    """size_rule is the one place training (validate) and inference (padding) learn which sizes fit: it must
+    accept exactly the sizes a generator maps to an image of the same size."""
+    for depth in depths:
+        cfg = ModelConfig(generator=generator, unet_depth=depth, ngf=1, n_blocks=1)
+        multiple, minimum = size_rule(cfg)
+        net = build_generator(cfg).eval()
+        for size in range(2, 40):
+            x = torch.zeros(1, 3, size, size)
+            try:
+                with torch.no_grad():
+                    fits = net(x).shape == x.shape
+            except (RuntimeError, ValueError):
+                fits = False
+            assert fits == (size % multiple == 0 and size >= minimum), (generator, depth, size)

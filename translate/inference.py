@@ -20,7 +20,7 @@ from torch import nn
 from .checkpoint import ArtifactError, read_model
 from .config import ModelConfig
 from .data import to_rgb, to_tensor, to_uint8
-from .nets import build_generator
+from .nets import build_generator, size_rule
 from .runtime import BACKENDS, PRECISIONS, autocast, native_bf16, pick_backend, resolve_device
 from .tiling import default_overlap, receptive_radius, translate_tiled
 from .winograd import fast_generator
@@ -66,12 +66,6 @@ def check_weights(path: str | Path, name: str, state: dict[str, torch.Tensor],
             raise ArtifactError(f"{path}: {name}.{key} holds {got.dtype} values; model weights are floating point")
         if got.is_floating_point() and not bool(torch.isfinite(got).all()):
             raise ArtifactError(f"{path}: {name}.{key} holds NaN or infinite values; the model is unusable")
-
-
-def size_rule(model: ModelConfig) -> tuple[int, int]:
-    """(multiple, minimum) a generator's input H and W must be: the ResNet's residual blocks see 1/4 of the
-    image and reflect-pad it by 1, so it needs at least 8 px."""
-    return (4, 8) if model.generator == "resnet" else (2 ** model.unet_depth,) * 2
 
 
 class Translator:

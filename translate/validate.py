@@ -45,23 +45,25 @@ def check_config(cfg: Config) -> None:
 
 
 def check_nets_fit(cfg: Config) -> None:
-    """ValueError unless both nets take a --crop-size square batch: a forward pass through copies one channel
-    wide (same spatial path, negligible cost; a meta-device pass would import torch._dynamo, seconds)."""
-    from .nets import build_discriminator, build_generator
+    """ValueError unless both nets take a --crop-size square batch: the generators' size rule, then a forward pass
+    through copies one channel wide (same spatial path, negligible cost; a meta-device pass would import
+    torch._dynamo, seconds)."""
+    from .nets import build_discriminator, build_generator, size_rule
     m, size = cfg.model, cfg.data.crop_size
     thin = dataclasses.replace(m, ngf=1, ndf=1, spectral_norm=False)
     x = torch.zeros(cfg.train.batch_size, m.channels, size, size)
-    what = {"resnet": "the ResNet generator",
-            "unet": f"a U-Net of depth {m.unet_depth} (image sides must be multiples of {2 ** m.unet_depth})",
-            "encoder-decoder": f"an encoder-decoder of depth {m.unet_depth} (image sides must be multiples of "
-                               f"{2 ** m.unet_depth})"}[m.generator]
+    multiple, minimum = size_rule(m)
+    if size % multiple or size < minimum:
+        what = ("the ResNet generator" if m.generator == "resnet" else
+                f"a{'n encoder-decoder' if m.generator == 'encoder-decoder' else ' U-Net'} of depth {m.unet_depth}")
+        raise ValueError(f"--crop-size {size} does not fit {what}: image sides must be multiples of {multiple}, "
+                         f"at least {minimum}; choose another --crop-size or --unet-depth")
     with torch.random.fork_rng(devices=[]), torch.no_grad():
-        try:
-            if build_generator(thin)(x).shape != x.shape:
-                raise RuntimeError("its output size differs from its input size")
+        try:  # in training mode, at the batch size: batch norm at a 1x1 bottleneck needs a batch of 2 or more
+            build_generator(thin)(x)
         except (RuntimeError, ValueError) as exc:
-            raise ValueError(f"--crop-size {size} does not fit {what}: {str(exc).splitlines()[0]}; choose another "
-                             "--crop-size or --unet-depth") from None
+            raise ValueError(f"--crop-size {size} with --batch-size {cfg.train.batch_size} does not fit the "
+                             f"{m.generator} generator: {str(exc).splitlines()[0]}") from None
         try:
             build_discriminator(thin)(x)
         except (RuntimeError, ValueError) as exc:

@@ -45,5 +45,17 @@ def build_generator(cfg) -> nn.Module:
     return ResidualGenerator(net) if cfg.residual else net
 
 
+def size_rule(cfg) -> tuple[int, int]:
+    """(multiple, minimum) that a generator's input H and W must be: the ResNet's residual blocks see 1/4 of the
+    image and reflect-pad it by 1, so it needs at least 8 px; a U-Net or encoder-decoder halves it unet_depth times,
+    and the encoder-decoder's instance norm at the bottleneck needs more than 1x1 there. Training (validate.py) and
+    inference (which pads to it) both ask here."""
+    if cfg.generator == "resnet":
+        return 4, 8
+    multiple = 2 ** cfg.unet_depth
+    normed_bottleneck = cfg.generator == "encoder-decoder" and cfg.g_norm == "instance" and cfg.unet_depth > 1
+    return multiple, multiple * 2 if normed_bottleneck else multiple
+
+
 def build_discriminator(cfg) -> nn.Module:
     return init_weights(_pick(DISCRIMINATORS, cfg.discriminator, "discriminator")(cfg), cfg.init_gain)
