@@ -71,6 +71,13 @@ CANDIDATES = {
                  "reference CycleGAN configuration: transposed conv, LSGAN, batch 1, no EMA"),
     "default": (DEFAULT_RECIPE, {}, f"`translate train` without --model: {DEFAULT_RECIPE} (residual generators, "
                 "L2 cycle loss, identity loss 0.1, batch 4, EMA 0.999)"),
+    "default-b1": (DEFAULT_RECIPE, dict(batch_size=1), "the default at batch 1: four times the updates at equal images"),
+    "cyclegan-ema": ("cyclegan", dict(ema=0.999), "cyclegan recipe (resize-conv, batch 1) with EMA: the baseline "
+                     "without transposed convs"),
+    "default-r1": (DEFAULT_RECIPE, dict(r1_weight=1.0), "the default with an R1 penalty (weight 1) on the critics"),
+    "default-sn": (DEFAULT_RECIPE, dict(spectral_norm=True), "the default with spectral norm on the critics"),
+    "cut": ("cut", {}, "CUT (PatchNCE, no cycle), both directions, batch 1"),
+    "fastcut": ("fastcut", {}, "FastCUT (PatchNCE weight 10, no identity term), both directions, batch 1"),
     "residual": ("cyclegan", dict(batch_size=4, ema=0.999, residual=True),
                  "cyclegan's losses, batch 4, EMA, residual generators (start as the identity)"),
     "residual-noid": ("cyclegan", dict(batch_size=4, ema=0.999, residual=True, lambda_identity=0.0),

@@ -79,7 +79,29 @@ def test_loss_weights_and_optimizers_are_the_papers():
     assert (t.adversarial, t.recon_loss, t.optimizer, t.lr_g, t.lr_d) == ("wgan-clip", "l1", "rmsprop", 5e-5, 5e-5)
     assert 0.01 <= t.clip_value <= 0.1 and 2 <= t.d_steps <= 4 and 1 <= t.batch_size <= 4
     assert 100 <= t.lambda_cycle <= 1000 and t.pool_size == 0 and t.lambda_identity == 0
+    t = recipe_config("cut").train  # Park et al. 2020, official code's --CUT_mode CUT / FastCUT
+    assert (t.adversarial, t.lambda_adv, t.lambda_nce, t.nce_identity) == ("lsgan", 1, 1, True)
+    assert (t.lambda_cycle, t.lambda_identity, t.pool_size, t.batch_size) == (0, 0, 0, 1)
+    assert (t.optimizer, t.lr_g, t.lr_d, t.beta1, t.beta2) == ("adam", 2e-4, 2e-4, 0.5, 0.999)
+    t = recipe_config("fastcut").train
+    assert (t.lambda_nce, t.nce_identity, t.lambda_cycle) == (10, False, 0)
     assert all(r["deviations"] for r in RECIPES.values())
+
+
+@pytest.mark.parametrize("recipe,terms", [("cut", 4), ("fastcut", 2)])
+def test_cut_generator_loss_is_gan_plus_patchnce_and_never_runs_a_cycle(toy_root, tmp_path, recipe, terms):
+    """G's loss is GAN + lambda_NCE x PatchNCE (CUT averages its identity term in); no reconstruction is computed:
+    each generator runs once on its input (and, for CUT, once on the other domain's images), never on a fake."""
+    trainer = Trainer(tiny_config(recipe, data=str(toy_root)), tmp_path / "run")
+    calls = []
+    trainer.g_ab.register_forward_hook(lambda m, args, out: calls.append("ab"))
+    trainer.g_ba.register_forward_hook(lambda m, args, out: calls.append("ba"))
+    g = torch.Generator().manual_seed(0)
+    out = {k: float(v) for k, v in trainer.step(*(torch.rand(1, 3, 32, 32, generator=g) * 2 - 1
+                                                   for _ in range(2))).items()}
+    assert out["g_cycle"] == out["g_identity"] == 0
+    assert out["g_total"] == pytest.approx(out["g_adv"] + out["g_nce"], rel=1e-6)
+    assert len(calls) == terms  # CUT: G(a), G(b) twice over; FastCUT: G(a) and G(b) once
 
 
 def _params(net: nn.Module) -> list[torch.Tensor]:

@@ -54,8 +54,8 @@ class DataConfig:
 
 @dataclass
 class TrainConfig:
-    recipe: str = opt("cyclegan", "recipe: residual-cyclegan (the default) | cyclegan | discogan | dualgan; sets "
-                      "the defaults below (`translate recipes` compares them)")
+    recipe: str = opt("cyclegan", "recipe: residual-cyclegan (the default) | cyclegan | discogan | dualgan | cut | "
+                      "fastcut; sets the defaults below (`translate recipes` compares them)")
     adversarial: str = opt("lsgan", "adversarial objective", ADVERSARIAL)
     label_smoothing: float = opt(0.0, "one-sided label smoothing: real target is 1 - this")
     gp_weight: float = opt(10.0, "gradient penalty weight (wgan-gp)")
@@ -67,6 +67,10 @@ class TrainConfig:
     lambda_cycle: float = opt(10.0, "cycle loss weight, per direction")
     lambda_identity: float = opt(0.5, "identity loss weight, relative to --lambda-cycle (0 = off)")
     lambda_adv: float = opt(1.0, "adversarial loss weight in the generator loss")
+    lambda_nce: float = opt(0.0, "PatchNCE loss weight, per direction (CUT's content loss; 0 = off; ResNet "
+                            "generator only)")
+    nce_identity: bool = opt(False, "PatchNCE also on target-domain images through the generator (CUT's "
+                             "identity term; FastCUT leaves it out)")
     feature_matching: float = opt(0.0, "discriminator feature-matching loss weight (0 = off)")
     recon_rate: float = opt(0.0, "DiscoGAN's weighting: generator loss = (1 - r) x (adversarial + feature "
                             "matching) + r x reconstruction, r = this after --recon-rate-steps (0 = off)")

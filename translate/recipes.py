@@ -1,4 +1,4 @@
-"""The three recipes of the family: defaults over the shared engine, with the paper each comes from.
+"""The recipes of the family: defaults over the shared engine, with the paper each comes from.
 
 A recipe is a dict of config overrides ("train" and "model" fields by flat name). `paper_nets` holds the nets the
 paper used; `--paper-nets` switches to them. `deviations` lists where the recipe knowingly differs from the
@@ -81,6 +81,41 @@ RECIPES: dict[str, dict] = {
             ("RMSProp smoothing 0.99", "PyTorch's default; TensorFlow's RMSProp in the official code uses 0.9"),
             ("--adversarial wgan-gp is an option, not the default", "the paper clips weights; WGAN-GP (with "
              "--gp-weight 10) is usually steadier"),
+        ],
+    },
+    "cut": {
+        "paper": "Park et al. 2020, Contrastive Learning for Unpaired Image-to-Image Translation (CUT, "
+                 "arXiv:2007.15651)",
+        # Official code (taesungp/contrastive-unpaired-translation), --CUT_mode CUT: LSGAN, lambda_GAN 1,
+        # lambda_NCE 1 with the identity term (NCE on target images), tau 0.07, 256 patches, layers 0,4,8,12,16,
+        # 2-layer MLP heads of 256, Adam 2e-4 (0.5, 0.999), batch 1, no image pool, no cycle.
+        "overrides": dict(adversarial="lsgan", lambda_adv=1.0, lambda_nce=1.0, nce_identity=True, lambda_cycle=0.0,
+                          lambda_identity=0.0, optimizer="adam", lr_g=2e-4, lr_d=2e-4, beta1=0.5, beta2=0.999,
+                          weight_decay=0.0, d_steps=1, pool_size=0, lr_decay_start=0.5, batch_size=1),
+        "paper_nets": dict(generator="resnet", n_blocks=9, discriminator="patchgan", n_layers=3, g_norm="instance",
+                           d_norm="instance"),
+        "deviations": [
+            ("both directions are trained, each as its own CUT (no cycle between them)", "a model file holds "
+             "A -> B and B -> A for every recipe, so apply, the app and eval work alike; CUT trains one "
+             "direction, at about half the cost of a step"),
+            ("stride-2 convs and resize + conv, not anti-aliased down- and upsampling", "the family's nets; "
+             "resize + conv already avoids checkerboards"),
+            ("the MLP heads share the generators' Adam", "the official code gives them their own Adam with the "
+             "same settings, which updates them identically"),
+        ],
+    },
+    "fastcut": {
+        "paper": "Park et al. 2020 (arXiv:2007.15651), FastCUT: CUT without the identity term, NCE weight 10",
+        "overrides": dict(adversarial="lsgan", lambda_adv=1.0, lambda_nce=10.0, nce_identity=False,
+                          lambda_cycle=0.0, lambda_identity=0.0, optimizer="adam", lr_g=2e-4, lr_d=2e-4, beta1=0.5,
+                          beta2=0.999, weight_decay=0.0, d_steps=1, pool_size=0, lr_decay_start=0.5,
+                          batch_size=1),
+        "paper_nets": dict(generator="resnet", n_blocks=9, discriminator="patchgan", n_layers=3, g_norm="instance",
+                           d_norm="instance"),
+        "deviations": [
+            ("both directions are trained, no flip-equivariance augmentation", "as cut's first deviation; the "
+             "official FastCUT also trains on flipped copies and asks the output to flip with the input"),
+            ("stride-2 convs and resize + conv, not anti-aliased down- and upsampling", "as cut"),
         ],
     },
 }

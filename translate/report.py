@@ -43,8 +43,9 @@ def _read_jsonl(path: Path) -> list[dict]:
 
 
 def plot_losses(metrics: list[dict], findings: list[dict], adversarial: str, path: Path) -> "Figure":
-    """Four panels: adversarial losses (with chance levels), reconstruction losses, D's mean outputs (the
-    critic's estimate for Wasserstein losses), learning rates; dotted lines where findings were raised.
+    """Four panels: adversarial losses (with chance levels), content losses (cycle, identity, feature matching,
+    PatchNCE), D's mean outputs (the critic's estimate for Wasserstein losses), learning rates; dotted lines where
+    findings were raised.
     Legends sit beside the panels; a loss that is zero throughout (unused by the recipe) is not drawn."""
     from matplotlib.figure import Figure  # no pyplot: no global backend or figure state
 
@@ -65,7 +66,7 @@ def plot_losses(metrics: list[dict], findings: list[dict], adversarial: str, pat
         d_eq, g_eq = BALANCE[adversarial]
         axes[0, 0].axhline(d_eq, color="grey", ls="--", lw=0.8, label="D at chance")
         axes[0, 0].axhline(2 * g_eq, color="grey", ls=":", lw=0.8, label="G (both) at chance")
-    curves(axes[0, 1], ("g_cycle", "g_identity", "g_fm"), "reconstruction losses")
+    curves(axes[0, 1], ("g_cycle", "g_identity", "g_fm", "g_nce"), "content losses")
     if adversarial in WASSERSTEIN:
         axes[1, 0].plot(steps, [m["d_real"] - m["d_fake"] for m in metrics], label="critic estimate")
         axes[1, 0].set_title("Wasserstein estimate (falls as the generator improves)")

@@ -24,6 +24,7 @@ from .config import Config
 from .data import DataError, UnpairedBatches, list_images, scan
 from .monitor import Monitor
 from .nets import build_discriminator, build_generator
+from .patchnce import PatchNCE
 
 
 def _images_or_none(folder: Path) -> list[Path]:
@@ -145,7 +146,10 @@ class Trainer:
                                 for _ in range(2))
         self.d_a, self.d_b = (build_discriminator(cfg.model).to(self.device, memory_format=self.memory_format)
                               for _ in range(2))
-        self.params_g = [*self.g_ab.parameters(), *self.g_ba.parameters()]
+        self.nce_ab = PatchNCE(self.g_ab, cfg.model.n_blocks) if t.lambda_nce else None  # CUT's MLP heads
+        self.nce_ba = PatchNCE(self.g_ba, cfg.model.n_blocks) if t.lambda_nce else None
+        heads = [head for head in (self.nce_ab, self.nce_ba) if head]
+        self.params_g = [*self.g_ab.parameters(), *self.g_ba.parameters(), *(p for h in heads for p in h.parameters())]
         self.params_d = [*self.d_a.parameters(), *self.d_b.parameters()]
         self.opt_g = self._optimizer(self.params_g, t.lr_g)
         self.opt_d = self._optimizer(self.params_d, t.lr_d)
@@ -261,18 +265,25 @@ class Trainer:
         for _ in range(t.g_steps if update_g else 1):
             with self._autocast(), torch.set_grad_enabled(update_g):
                 fake_b, fake_a = self.g_ab(real_a), self.g_ba(real_b)
-                rec_a, rec_b = self.g_ba(fake_b), self.g_ab(fake_a)
+                cycle = nce = identity = real_a.new_zeros(())
+                if t.lambda_cycle:
+                    rec_a, rec_b = self.g_ba(fake_b), self.g_ab(fake_a)
+                    cycle = t.lambda_cycle * (losses.recon_loss(t.recon_loss, rec_a.float(), real_a)
+                                              + losses.recon_loss(t.recon_loss, rec_b.float(), real_b))
                 adv_b, fm_b = self._adversarial_g(self.d_b, fake_b, real_b)
                 adv_a, fm_a = self._adversarial_g(self.d_a, fake_a, real_a)
-                cycle = t.lambda_cycle * (losses.recon_loss(t.recon_loss, rec_a.float(), real_a)
-                                          + losses.recon_loss(t.recon_loss, rec_b.float(), real_b))
-                identity = real_a.new_zeros(())
-                if t.lambda_identity:
+                if t.lambda_nce:
+                    nce = self.nce_ab(self.g_ab, real_a, fake_b) + self.nce_ba(self.g_ba, real_b, fake_a)
+                    if t.nce_identity:  # CUT averages the two terms
+                        nce = (nce + self.nce_ab(self.g_ab, real_b, self.g_ab(real_b))
+                               + self.nce_ba(self.g_ba, real_a, self.g_ba(real_a))) / 2
+                    nce = t.lambda_nce * nce
+                if t.lambda_identity and t.lambda_cycle:
                     identity = t.lambda_cycle * t.lambda_identity * (
                         losses.recon_loss(t.recon_loss, self.g_ba(real_a).float(), real_a)
                         + losses.recon_loss(t.recon_loss, self.g_ab(real_b).float(), real_b))
                 loss_g = (adv_w * (t.lambda_adv * (adv_a + adv_b) + t.feature_matching * (fm_a + fm_b))
-                          + rec_w * cycle + identity)
+                          + rec_w * cycle + identity + nce)
             if self.device.type == "cpu" and not torch.isfinite(loss_g):  # free on CPU; on CUDA at log/save
                 raise NonFiniteError(f"non-finite generator loss at step {self.step_count + 1}")
             if not update_g:
@@ -316,6 +327,8 @@ class Trainer:
                    d_real=(real_score_a + real_score_b) / 2, d_fake=(fake_score_a + fake_score_b) / 2)
         if t.feature_matching:
             out["g_fm"] = (fm_a + fm_b).detach()
+        if t.lambda_nce:
+            out["g_nce"] = nce.detach()
         self.last_batch = {"real_a": real_a, "real_b": real_b, "fake_a": fake_a.detach(), "fake_b": fake_b.detach()}
         return out
 
@@ -342,7 +355,8 @@ class Trainer:
         return {
             "step": self.step_count,
             "config": json.dumps(self.cfg.to_dict()),
-            "nets": {k: getattr(self, k).state_dict() for k in ("g_ab", "g_ba", "d_a", "d_b")},
+            "nets": {k: getattr(self, k).state_dict() for k in ("g_ab", "g_ba", "d_a", "d_b", "nce_ab", "nce_ba")
+                     if getattr(self, k) is not None},
             "ema": {k: avg.state_dict() for k, avg in self.ema.items()},
             "optim": {"g": self.opt_g.state_dict(), "d": self.opt_d.state_dict()},
             "sched": {"g": self.sched_g.state_dict(), "d": self.sched_d.state_dict()},

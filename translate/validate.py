@@ -12,7 +12,7 @@ from .runtime import resolve_device
 AT_LEAST_1 = ("batch_size", "log_every", "save_every", "sample_every", "n_samples", "g_steps", "d_steps", "ngf", "ndf",
               "n_layers", "unet_depth", "epochs", "max_steps", "load_size", "crop_size")
 AT_LEAST_0 = ("pool_size", "n_blocks", "workers", "save_retries", "dropout", "lambda_cycle", "lambda_identity",
-              "label_smoothing", "gp_weight", "r1_weight", "feature_matching", "weight_decay", "ema")
+              "label_smoothing", "gp_weight", "r1_weight", "feature_matching", "weight_decay", "ema", "lambda_nce")
 POSITIVE = ("lr_g", "lr_d")
 
 
@@ -40,6 +40,14 @@ def check_config(cfg: Config) -> None:
         raise ValueError(f"--ema {cfg.train.ema} must be below 1 (0 = off)")
     if cfg.data.crop_size % 4:
         raise ValueError(f"--crop-size {cfg.data.crop_size} must be divisible by 4")
+    if cfg.train.lambda_nce and cfg.model.generator != "resnet":
+        raise ValueError(f"--lambda-nce (PatchNCE, the cut and fastcut recipes) compares the ResNet generator's "
+                         f"encoder features; --generator {cfg.model.generator} has none of its kind")
+    if cfg.train.lambda_nce and cfg.model.n_blocks < 2:
+        raise ValueError(f"--lambda-nce compares two residual blocks' features; --n-blocks {cfg.model.n_blocks} "
+                         "has fewer (use 2 or more)")
+    if cfg.train.nce_identity and not cfg.train.lambda_nce:
+        raise ValueError("--nce-identity weighs a PatchNCE term: it needs --lambda-nce above 0")
     check_nets_fit(cfg)
     resolve_device(cfg.train.device)
 
