@@ -291,7 +291,7 @@ def refresh_task(store: ModelStore, task: str, current: str | None):
 # --- the Train tab ---------------------------------------------------------------------------------------------------
 TRAIN_TASKS = [("Style transfer", "style"), ("Expression editing", "expression"), ("Other", "other")]
 RECIPES = [("Residual CycleGAN (default)", "residual-cyclegan"), ("CycleGAN", "cyclegan"), ("DiscoGAN", "discogan"),
-           ("DualGAN", "dualgan")]
+           ("DualGAN", "dualgan"), ("CUT", "cut"), ("FastCUT", "fastcut")]  # labels of translate.recipes.RECIPES
 # Advanced settings: (flag, label, default, info). The defaults are the shipped demo models' small nets, which train
 # in minutes on a CPU; an empty field keeps the recipe's own default (the paper's nets: ngf 64, 9 blocks, ndf 64).
 ADVANCED = [("ngf", "Generator width (--ngf)", 32, "filters in its first layer"),

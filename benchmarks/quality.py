@@ -70,12 +70,14 @@ CANDIDATES = {
     "baseline": ("cyclegan", dict(upsample="transpose", adversarial="lsgan", batch_size=1, ema=0.0),
                  "reference CycleGAN configuration: transposed conv, LSGAN, batch 1, no EMA"),
     "default": (DEFAULT_RECIPE, {}, f"`translate train` without --model: {DEFAULT_RECIPE} (residual generators, "
-                "L2 cycle loss, identity loss 0.1, batch 4, EMA 0.999)"),
-    "default-b1": (DEFAULT_RECIPE, dict(batch_size=1), "the default at batch 1: four times the updates at equal images"),
+                "L2 cycle loss, identity loss 0.1, batch 4, EMA 0.999, R1 0.1)"),
+    "no-r1": (DEFAULT_RECIPE, dict(r1_weight=0.0), "the default without R1 (the default before R1 was measured)"),
+    "no-r1-b1": (DEFAULT_RECIPE, dict(r1_weight=0.0, batch_size=1), "no-r1 at batch 1: four times the updates at "
+                 "equal images"),
+    "no-r1-sn": (DEFAULT_RECIPE, dict(r1_weight=0.0, spectral_norm=True), "no-r1 with spectral norm on the critics"),
+    "r1-1": (DEFAULT_RECIPE, dict(r1_weight=1.0), "the default with R1 weight 1 instead of 0.1"),
     "cyclegan-ema": ("cyclegan", dict(ema=0.999), "cyclegan recipe (resize-conv, batch 1) with EMA: the baseline "
                      "without transposed convs"),
-    "default-r1": (DEFAULT_RECIPE, dict(r1_weight=1.0), "the default with an R1 penalty (weight 1) on the critics"),
-    "default-sn": (DEFAULT_RECIPE, dict(spectral_norm=True), "the default with spectral norm on the critics"),
     "cut": ("cut", {}, "CUT (PatchNCE, no cycle), both directions, batch 1"),
     "fastcut": ("fastcut", {}, "FastCUT (PatchNCE weight 10, no identity term), both directions, batch 1"),
     "residual": ("cyclegan", dict(batch_size=4, ema=0.999, residual=True),

@@ -165,3 +165,9 @@ def test_browser_upload_translate_and_no_outside_requests(server, tmp_path):
         finally:
             browser.close()
     assert outside == []  # no request leaves the machine
+
+
+def test_train_tab_offers_every_recipe_the_cli_has():
+    from translate.recipes import DEFAULT_RECIPE, RECIPES
+    assert [name for _, name in app.RECIPES] == list(RECIPES)
+    assert app.RECIPES[0][1] == DEFAULT_RECIPE  # the default first

@@ -35,14 +35,16 @@ def paired_error(generator, root) -> tuple[float, float]:
 # 0.47-0.62, and one seed in five diverged (0.62, 2.4). Hence medians over three seeds, and DiscoGAN's bound is
 # "closer than doing nothing" rather than 10 % closer. CUT's PatchNCE does not pin colours, so from random weights
 # it learns the shapes first (seeds 0-2: 0.44-0.48 of its start, 1.6-1.8x do-nothing); it is checked with the
-# residual generator, which starts at do-nothing: 0.49-0.63 of it.
+# residual generator, which starts at do-nothing: 0.49-0.63 of it. The default's R1 penalty (0.1) slows its toy
+# learning from 0.41-0.44 to 0.50-0.64 of do-nothing (seeds 0-2).
 @pytest.mark.parametrize("recipe,overrides,vs_start,vs_nothing", [
-    ("residual-cyclegan", {}, 0.5, 0.9), ("cyclegan", {}, 0.5, 0.9), ("cut", dict(residual=True), 0.75, 0.75),
+    ("residual-cyclegan", {}, 0.75, 0.75), ("cyclegan", {}, 0.5, 0.9), ("cut", dict(residual=True), 0.75, 0.75),
     ("discogan", dict(lr_g=5e-4, lr_d=5e-4, recon_rate_steps=0), 0.5, 1.0),
     ("dualgan", dict(lr_g=1e-3, lr_d=1e-3, adversarial="wgan-gp", d_norm="none"), 0.5, 0.9)])
 def test_each_recipe_learns_the_toy_mapping(toy_root, tmp_path, recipe, overrides, vs_start, vs_nothing):
     """The true A -> B mapping is a colour-channel roll; after 100 CPU steps, in the median of three seeds, every
-    recipe's G_ab must have cut its error (most by half) and be closer to the truth than the do-nothing mapping."""
+    recipe's G_ab must have cut its error (most by half; those that start at do-nothing by a quarter) and be
+    closer to the truth than the do-nothing mapping."""
     ratios = []
     for seed in range(3):
         trainer = Trainer(tiny_config(recipe, data=str(toy_root), max_steps=100, log_every=50, seed=seed,
