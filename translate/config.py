@@ -10,6 +10,7 @@ from pathlib import Path
 from .losses import ADVERSARIAL, RECON_LOSSES
 from .nets import DISCRIMINATORS, GENERATORS
 from .nets.layers import NORMS, UPSAMPLINGS
+from .optimizers import OPTIMIZERS
 
 
 def opt(default, help: str, choices: tuple | None = None, hidden: bool = False):
@@ -76,7 +77,7 @@ class TrainConfig:
                             "matching) + r x reconstruction, r = this after --recon-rate-steps (0 = off)")
     recon_rate_start: float = opt(0.01, "r for the first --recon-rate-steps steps (with --recon-rate)")
     recon_rate_steps: int = opt(10000, "steps at --recon-rate-start before --recon-rate (DiscoGAN's curriculum)")
-    optimizer: str = opt("adam", "optimizer", ("adam", "rmsprop"))
+    optimizer: str = opt("adam", "optimizer", tuple(OPTIMIZERS))
     lr_g: float = opt(2e-4, "generator learning rate")
     lr_d: float = opt(2e-4, "discriminator learning rate (TTUR: set it apart from --lr-g)")
     beta1: float = opt(0.5, "Adam beta1")

@@ -24,6 +24,7 @@ from .config import Config
 from .data import DataError, UnpairedBatches, list_images, scan
 from .monitor import Monitor
 from .nets import build_discriminator, build_generator
+from .optimizers import OPTIMIZERS
 from .patchnce import PatchNCE
 
 
@@ -173,12 +174,9 @@ class Trainer:
     # --- set-up -----------------------------------------------------------------------------------------------
     def _optimizer(self, params: list, lr: float) -> torch.optim.Optimizer:
         t = self.cfg.train
-        if t.optimizer == "adam":
-            fused = {"fused": True} if self.device.type == "cuda" else {}
-            return torch.optim.Adam(params, lr=lr, betas=(t.beta1, t.beta2), weight_decay=t.weight_decay, **fused)
-        if t.optimizer == "rmsprop":
-            return torch.optim.RMSprop(params, lr=lr, weight_decay=t.weight_decay)
-        raise ValueError(f"unknown optimizer {t.optimizer!r}; choose adam or rmsprop")
+        if t.optimizer not in OPTIMIZERS:
+            raise ValueError(f"unknown optimizer {t.optimizer!r}; choose from {', '.join(OPTIMIZERS)}")
+        return OPTIMIZERS[t.optimizer](params, lr, t, fused=self.device.type == "cuda")
 
     def _compile(self, enabled: bool) -> None:
         """Compile in place (state-dict keys unchanged). Critics are left eager under gradient penalties:
