@@ -15,8 +15,6 @@ import math
 import os
 import sys
 import time
-from collections import deque
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,7 +22,6 @@ from .checkpoint import model_file
 from .runtime import add_runtime_flags
 
 EXIT_OK, EXIT_NONE, EXIT_USAGE, EXIT_PARTIAL = 0, 1, 2, 3
-AHEAD = 8  # images decoded ahead of, and encoded behind, the translation (bounds the memory they hold)
 
 
 @dataclass
@@ -133,38 +130,6 @@ def _save(image, path: Path, fmt: str, out: Path) -> None:
         manifest.write(path.relative_to(out).as_posix() + "\n")
 
 
-def _read(job: Job, size: int | None):
-    """The decoded (and with `size` resized) input image, or the reason it is skipped."""
-    from PIL import Image
-
-    from .data import MAX_PIXELS, DataError, load_rgb
-    try:
-        image = Image.fromarray(load_rgb(job.source))
-    except DataError as exc:
-        return str(exc).removeprefix(f"{job.source}: ")
-    if not size:
-        return image
-    scale = size / min(image.size)
-    width, height = max(1, round(image.width * scale)), max(1, round(image.height * scale))
-    if width * height > MAX_PIXELS:
-        return f"--size {size} would make it {width}x{height}, over the {MAX_PIXELS / 1e6:.0f} megapixel limit"
-    return image.resize((width, height), Image.Resampling.LANCZOS)
-
-
-def _ahead(fn, items, depth: int = AHEAD):
-    """(item, fn(item)) for each item, in order, computed in a background thread up to `depth` items ahead."""
-    pending: deque = deque()
-    with ThreadPoolExecutor(1) as pool:
-        for item in items:
-            pending.append((item, pool.submit(fn, item)))
-            if len(pending) > depth:
-                item, future = pending.popleft()
-                yield item, future.result()
-        while pending:
-            item, future = pending.popleft()
-            yield item, future.result()
-
-
 def _side_by_side(left, right):
     from PIL import Image
     pair = Image.new("RGB", (left.width + right.width, max(left.height, right.height)), "white")
@@ -177,7 +142,7 @@ def cmd_apply(args: argparse.Namespace) -> int:
     from PIL import Image
     from tqdm.auto import tqdm
 
-    from .data import MAX_PIXELS
+    from .data import MAX_PIXELS, DataError, load_rgb
     from .inference import Translator
 
     for flag in ("batch_size", "size", "tile"):
@@ -202,18 +167,6 @@ def cmd_apply(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     bar = tqdm(total=len(jobs), unit="img", desc="translate", dynamic_ncols=True)
 
-    def skip(job: Job, reason: str) -> None:
-        skipped.append((job.source, reason))
-        bar.update(1)
-
-    def write(job: Job, image: Image.Image, result: Image.Image) -> None:
-        try:
-            _save(_side_by_side(image, result) if args.side_by_side else result, job.target, args.format, out)
-            done.append(job)
-            bar.update(1)
-        except OSError as exc:
-            skip(job, f"could not write {job.target} ({exc.strerror or exc})")
-
     def finish(batch: list[tuple[Job, Image.Image]]) -> None:
         try:
             outputs = translator(
@@ -224,40 +177,51 @@ def cmd_apply(args: argparse.Namespace) -> int:
                 for item in batch:
                     finish([item])
                 return
-            skip(batch[0][0], f"translation failed ({str(exc).splitlines()[0]})")
+            skipped.append((batch[0][0].source, f"translation failed ({str(exc).splitlines()[0]})"))
+            bar.update(1)
             return
         for (job, image), result in zip(batch, outputs):
-            writes.append(writer.submit(write, job, image, result))
-            while len(writes) > AHEAD:
-                writes.popleft().result()
+            try:
+                _save(_side_by_side(image, result) if args.side_by_side else result, job.target, args.format, out)
+                done.append(job)
+            except OSError as exc:
+                skipped.append((job.source, f"could not write {job.target} ({exc.strerror or exc})"))
+            bar.update(1)
 
-    def wanted(job: Job) -> bool:
-        if job.target.resolve() in inputs:
-            skip(job, f"its output {job.target} would overwrite an input; choose another --out or a --suffix")
-        elif job.target.exists() and job.target.relative_to(out).as_posix() not in ours:
-            skip(job, f"{job.target} already exists and was not written by translate apply; not replaced "
-                      "(choose another --out or a --suffix)")
-        else:
-            return True
-        return False
-
-    # Decoding runs ahead and encoding behind, each in a thread of its own, while the net translates.
     batch: list[tuple[Job, Image.Image]] = []
-    writes: deque = deque()
     try:
-        with ThreadPoolExecutor(1) as writer:
-            for job, image in _ahead(lambda job: _read(job, args.size), filter(wanted, jobs)):
-                if isinstance(image, str):
-                    skip(job, image)
+        for job in jobs:
+            if job.target.resolve() in inputs:
+                skipped.append((job.source, f"its output {job.target} would overwrite an input; "
+                                            "choose another --out or a --suffix"))
+                bar.update(1)
+                continue
+            if job.target.exists() and job.target.relative_to(out).as_posix() not in ours:
+                skipped.append((job.source, f"{job.target} already exists and was not written by translate apply; "
+                                            "not replaced (choose another --out or a --suffix)"))
+                bar.update(1)
+                continue
+            try:
+                image = Image.fromarray(load_rgb(job.source))
+            except DataError as exc:
+                skipped.append((job.source, str(exc).removeprefix(f"{job.source}: ")))
+                bar.update(1)
+                continue
+            if args.size:
+                scale = args.size / min(image.size)
+                width, height = max(1, round(image.width * scale)), max(1, round(image.height * scale))
+                if width * height > MAX_PIXELS:
+                    skipped.append((job.source, f"--size {args.size} would make it {width}x{height}, over the "
+                                                f"{MAX_PIXELS / 1e6:.0f} megapixel limit"))
+                    bar.update(1)
                     continue
-                batch.append((job, image))
-                if len(batch) == args.batch_size:
-                    finish(batch)
-                    batch = []
-            if batch:
+                image = image.resize((width, height), Image.Resampling.LANCZOS)
+            batch.append((job, image))
+            if len(batch) == args.batch_size:
                 finish(batch)
-            while writes:
-                writes.popleft().result()
+                batch = []
+        if batch:
+            finish(batch)
     finally:
         bar.close()
     status = summarize(done, skipped, out, time.perf_counter() - start)
