@@ -21,7 +21,7 @@ from . import distributed, losses, runtime
 from .augment import diff_augment, parse_policy
 from .checkpoint import SaveError, export_model, load_state, save_state
 from .config import Config
-from .data import DataError, UnpairedBatches, list_images, scan
+from .data import DataError, UnpairedBatches, list_images, load_rgb, scan
 from .monitor import Monitor
 from .nets import build_discriminator, build_generator
 from .optimizers import OPTIMIZERS
@@ -61,11 +61,19 @@ class Domains:
         raise DataError("give --data ROOT (with trainA/ and trainB/) or both --data-a and --data-b")
 
     def drop_unreadable(self) -> dict[str, str]:
-        """Remove training files that fail the cheap check; returns {path: reason}. Errors on an empty domain."""
+        """Remove training files that fail the cheap check; returns {path: reason}. Errors on a domain without one
+        file that decodes (checked before any run folder is made)."""
         bad: dict[str, str] = {}
         for domain in ("a", "b"):
             files = getattr(self, f"train_{domain}")
             good, rejected = scan(files)
+            while good:  # the cheap check passes some files that fail to decode (a truncated JPEG): one must
+                try:
+                    load_rgb(good[0])
+                    break
+                except DataError as exc:
+                    path = good.pop(0)
+                    rejected[path] = str(exc).removeprefix(f"{path}: ")
             if not good:
                 raise DataError(f"domain {domain.upper()}: none of its {len(files)} files is a readable image")
             setattr(self, f"train_{domain}", good)
