@@ -58,3 +58,23 @@ def test_eta_of_a_planned_run():
 def test_durations_read_naturally():
     assert [duration(s) for s in (0.4, 59.6, 61, 3599, 3600 * 5 + 7 * 60)] == [
         "0 s", "1 min 00 s", "1 min 01 s", "59 min 59 s", "5 h 07 min"]
+
+
+def test_a_budget_counts_from_the_process_start_and_keeps_back_the_timed_end_work():
+    """The budget is wall time to the process's exit: time before the Pace was made counts, and the end-of-run
+    work (done once at the warm-up's end) is kept back twice: once spent, once to come."""
+    clock = Clock()
+    pace = Pace(0, end=10**9, minutes=10, clock=clock, started=clock.now - 7.0)  # 7 s of start-up before
+
+    def end_work():
+        clock.now += 4.0
+
+    step = 0
+    message = None
+    while message is None:
+        clock.now += 0.5
+        step += 1
+        message = pace.after_step(step, end_work=end_work)
+    # 600 s: 7 s start-up, 16 s of steps (32 x 0.5: the first one starts the warm-up clock), 2 x 4 s end work
+    assert pace.end == step + round((600 - 7 - 0.5 * step - 8) / 0.5)
+    assert "4 s kept for the samples and save at the end" in message

@@ -1,5 +1,8 @@
 """translate: unpaired image-to-image translation (CycleGAN, DiscoGAN, DualGAN) from one engine."""
 import os
+import time
+
+STARTED = time.perf_counter()  # the process start, near enough: a `train --minutes` budget counts from here
 
 # No network at run time: nothing in this package may phone home or download.
 for _key, _value in {"GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_DISABLE_TELEMETRY": "1",

@@ -1,5 +1,7 @@
 """Speed of a run, measured over a short warm-up: the ETA printed at the start of every run, and the number of
-steps that fits a `--minutes` budget (the warm-up steps count toward it)."""
+steps that fits a `--minutes` budget. The budget is wall time from the process start to its exit: start-up and
+warm-up count, and the end-of-run work (samples, report, checkpoint, export) is done once after the warm-up and
+timed, so that much is kept back for the end."""
 from __future__ import annotations
 
 import math
@@ -26,11 +28,11 @@ class Pace:
     With a budget it first sets `end`, the last step of the run."""
 
     def __init__(self, start_step: int, end: int, minutes: float | None = None, images_per_step: int = 1,
-                 world=None, clock=time.perf_counter):
+                 world=None, clock=time.perf_counter, started: float | None = None):
         self.start_step, self.end, self.images_per_step = start_step, end, images_per_step
         self.budget_s = None if minutes is None else minutes * 60
         self.world, self.clock = world, clock
-        self.started = clock()
+        self.started = clock() if started is None else started  # on `clock`'s scale: when the budget began
         self.first: tuple[int, float] | None = None  # (step, time) after the first step
         self.measured = False
 
@@ -41,7 +43,9 @@ class Pace:
         limit = WARMUP_S if self.budget_s is None else min(WARMUP_S, WARMUP_SHARE * self.budget_s)
         return timed >= MIN_TIMED and now - self.first[1] >= limit
 
-    def after_step(self, step: int) -> str | None:
+    def after_step(self, step: int, end_work=None) -> str | None:
+        """With a budget, `end_work` (the run's closing work) is called once when the warm-up ends, and its time
+        is kept back from the steps."""
         if self.measured:
             return None
         now = self.clock()
@@ -56,11 +60,15 @@ class Pace:
             return None
         s_per_step = (now - self.first[1]) / timed
         if self.budget_s is not None:
-            left = self.budget_s - (now - self.started)
+            if end_work is not None:
+                end_work()
+            reserve = self.clock() - now
+            left = self.budget_s - (now - self.started) - 2 * reserve  # the end work: once done, once to come
             self.end = self._agree(step + max(0, math.floor(left / s_per_step + 1e-6)))  # no float crumbs
             return (f"about {self.budget_s / 60:g} min: {self.end - self.start_step:,} steps at {s_per_step:.3g} "
-                    "s/step "
-                    f"(measured over {timed} warm-up steps, which count); the run ends at step {self.end:,}")
+                    f"s/step (measured over {timed} warm-up steps; {now - self.started:.3g} s spent so far, "
+                    f"{reserve:.2g} s kept for the samples and save at the end); the run ends at step "
+                    f"{self.end:,}")
         return (f"about {duration((self.end - step) * s_per_step)} to go at this speed: {self.end - step:,} more steps "
                 f"at {s_per_step:.3g} s/step, {self.images_per_step / s_per_step:.3g} images/s")
 

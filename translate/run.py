@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from . import STARTED
 from .checkpoint import atomic_write, kept_model_path
 from .data import DataError, UnpairedDataset, build_transform, collate, load_rgb, to_tensor
 from .pace import Pace
@@ -113,7 +114,8 @@ class Run:
         if minutes is not None:
             tr.total_steps = UNPLANNED  # constant LR until the warm-up sets the end (and max_steps)
         self.end = min(tr.total_steps, stop_at or tr.total_steps)
-        self.pace = Pace(tr.step_count, self.end, minutes, tr.cfg.train.batch_size * tr.world.world_size, tr.world)
+        self.pace = Pace(tr.step_count, self.end, minutes, tr.cfg.train.batch_size * tr.world.world_size, tr.world,
+                         started=STARTED)
         tr.run_dir.mkdir(parents=True, exist_ok=True)
         if main:
             from torch.utils.tensorboard import SummaryWriter
@@ -145,7 +147,7 @@ class Run:
     def _plan(self, step: int) -> None:
         """Once the warm-up has measured the speed: say the ETA, or with --minutes set the run's end."""
         tr = self.trainer
-        message = self.pace.after_step(step)
+        message = self.pace.after_step(step, end_work=self._checkpoint if tr.world.is_main else None)
         if message is None:
             return
         if self.pace.budget_s is not None:
@@ -198,14 +200,7 @@ class Run:
                                          "health": ",".join(sorted(tr.monitor.active)) or "ok"})
                     sums, tick, tick_step = {}, time.perf_counter(), s
                 if main and (s % t.sample_every == 0 or s == end):
-                    try:
-                        self.write_samples()
-                    except OSError as exc:  # a view too: training goes on
-                        bar.write(f"could not write a sample grid in {tr.run_dir / 'samples'}: {exc.strerror or exc}")
-                    try:
-                        write_report(tr.run_dir)
-                    except OSError as exc:  # the report is a view; training goes on (a full disk stops the save)
-                        bar.write(f"could not write {tr.run_dir / 'report.html'}: {exc.strerror or exc}")
+                    self._views()
                 if main and (s % t.save_every == 0 or s == end):
                     if not all(bool(torch.isfinite(v)) for v in sums.values()):
                         raise NonFiniteError(f"non-finite loss between steps {tick_step} and {s}")
@@ -215,6 +210,25 @@ class Run:
                 if s >= end:  # a --minutes run's loader reaches past its end
                     break
         return metrics
+
+    def _views(self) -> None:
+        """The sample grid and report.html: views of the run, so one that cannot be written does not stop it (a
+        full disk stops the save)."""
+        tr = self.trainer
+        try:
+            self.write_samples()
+        except OSError as exc:
+            self.bar.write(f"could not write a sample grid in {tr.run_dir / 'samples'}: {exc.strerror or exc}")
+        try:
+            write_report(tr.run_dir)
+        except OSError as exc:
+            self.bar.write(f"could not write {tr.run_dir / 'report.html'}: {exc.strerror or exc}")
+
+    def _checkpoint(self) -> None:
+        """What the end of a run writes, done once after a --minutes run's warm-up to time it (the user gets a
+        first grid, a model and a resumable state early)."""
+        self._views()
+        self.trainer.save()
 
     def _note_bad(self, messages: list[str]) -> None:
         for message in messages:
