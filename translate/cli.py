@@ -39,8 +39,9 @@ def _train_parser(sub, argv: list[str]) -> None:
                                    "`translate recipes` compares them.")
     p.add_argument("--resume", action="store_true", help="continue the run RUNS_DIR/NAME from its last state")
     p.add_argument("--paper-nets", action="store_true", help="use the recipe paper's own nets")
-    p.add_argument("--minutes", type=float, help="time budget: measure the speed over a short warm-up, then set "
-                   "--max-steps to fit (warm-up steps count); overrides --epochs and --max-steps")
+    p.add_argument("--minutes", type=float, help="time budget, start to exit: measure the speed over a short warm-up, "
+                   "then set --max-steps to fit (start-up, warm-up and the final save count); overrides --epochs and "
+                   "--max-steps")
     add_config_flags(p, recipe_config(recipe, paper_nets))
     p.set_defaults(func=cmd_train)
 
