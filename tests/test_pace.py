@@ -1,5 +1,5 @@
 """The warm-up measurement behind the start-of-run ETA and `train --minutes`, on a fake clock."""
-from translate.pace import Pace, duration
+from translate.pace import EXIT_S, Pace, duration
 
 
 class Clock:
@@ -26,16 +26,16 @@ def test_budget_sets_the_steps_that_fit_counting_the_warm_up():
     pace = Pace(0, end=10**9, minutes=10, clock=clock)
     step, message = _drive(pace, clock, 0.5)
     assert step == 31  # 15 s of timed steps after the first
-    # 600 s budget: 5 s start-up + 15 s warm-up spent, 580 s left at 0.5 s a step
-    assert pace.end == 31 + 1160
-    assert message.startswith("about 10 min: 1,191 steps at 0.5 s/step (measured over 30 warm-up steps")
+    # 600 s budget: 5 s start-up + 15 s warm-up spent, 580 s left at 0.5 s a step, less the exit
+    assert pace.end == 31 + int((580 - EXIT_S) / 0.5)
+    assert message.startswith(f"about 10 min: {pace.end:,} steps at 0.5 s/step (measured over 30 warm-up steps")
 
 
 def test_short_budget_warms_up_for_a_share_of_it_and_a_resume_counts_from_its_step():
     clock = Clock()
     pace = Pace(500, end=10**9, minutes=0.5, clock=clock)  # 30 s: warm up 1.5 s (5 %), at least 3 steps
     step, message = _drive(pace, clock, 0.1, first_s=1.0)
-    assert step == 516 and pace.end == 516 + round((30 - 1.0 - 1.5) / 0.1)
+    assert step == 516 and pace.end == 516 + round((30 - 1.0 - 1.5 - EXIT_S) / 0.1)
     assert message.startswith(f"about 0.5 min: {pace.end - 500:,} steps at 0.1 s/step")
 
 
@@ -76,5 +76,23 @@ def test_a_budget_counts_from_the_process_start_and_keeps_back_the_timed_end_wor
         step += 1
         message = pace.after_step(step, end_work=end_work)
     # 600 s: 7 s start-up, 16 s of steps (32 x 0.5: the first one starts the warm-up clock), 2 x 4 s end work
-    assert pace.end == step + round((600 - 7 - 0.5 * step - 8) / 0.5)
+    assert pace.end == step + round((600 - 7 - 0.5 * step - 8 - EXIT_S) / 0.5)
     assert "4 s kept for the samples and save at the end" in message
+
+
+def test_a_budget_run_moves_its_end_when_steps_get_slower():
+    """Sample grids between steps and a machine that gets busier make later steps slower than the warm-up's:
+    the end is set again from the mean step time since the warm-up began, so the run still ends in time."""
+    clock = Clock()
+    pace = Pace(0, end=10**9, minutes=10, clock=clock, started=clock.now)
+    step = 0
+    while not pace.after_step(step := step + 1):
+        clock.now += 0.5
+    planned = pace.end
+    while step < pace.end:
+        clock.now += 1.0  # twice as slow from here on
+        step += 1
+        if step % 10 == 0:
+            pace.replan(step)
+    assert pace.end < planned and pace.end == step
+    assert 600 - EXIT_S - 1.0 <= clock.now - (1000.0) <= 600 - EXIT_S  # ends within the budget, at most a step early

@@ -1,7 +1,7 @@
 """Speed of a run, measured over a short warm-up: the ETA printed at the start of every run, and the number of
 steps that fits a `--minutes` budget. The budget is wall time from the process start to its exit: start-up and
 warm-up count, and the end-of-run work (samples, report, checkpoint, export) is done once after the warm-up and
-timed, so that much is kept back for the end."""
+timed, so that much is kept back for the end; the end is set again at each log interval from the speed so far."""
 from __future__ import annotations
 
 import math
@@ -10,6 +10,8 @@ import time
 WARMUP_S = 15.0  # the warm-up times steps for this long at most...
 WARMUP_SHARE = 0.05  # ...and for at most this share of a --minutes budget
 MIN_TIMED = 3  # steps timed after the first one (which pays for start-up: workers, allocations)
+EXIT_S = 5.0  # after the last save: closing the logs and the process, and the app seeing it end (4.7 s measured by
+#                benchmarks/browser_newcomer.py: the last step to the page saying "finished", less the end work)
 DISTRIBUTED_TIMED = 10  # under torchrun every process ends the warm-up at the same step; rank 0's clock decides
 
 
@@ -35,6 +37,7 @@ class Pace:
         self.started = clock() if started is None else started  # on `clock`'s scale: when the budget began
         self.first: tuple[int, float] | None = None  # (step, time) after the first step
         self.measured = False
+        self.reserve = 0.0  # seconds of end-of-run work, timed once after the warm-up
 
     def _warm(self, step: int, now: float) -> bool:
         timed = step - self.first[0]
@@ -62,15 +65,30 @@ class Pace:
         if self.budget_s is not None:
             if end_work is not None:
                 end_work()
-            reserve = self.clock() - now
-            left = self.budget_s - (now - self.started) - 2 * reserve  # the end work: once done, once to come
-            self.end = self._agree(step + max(0, math.floor(left / s_per_step + 1e-6)))  # no float crumbs
+            self.reserve = self.clock() - now
+            self.end = self._fit(step, self.clock(), s_per_step)
             return (f"about {self.budget_s / 60:g} min: {self.end - self.start_step:,} steps at {s_per_step:.3g} "
                     f"s/step (measured over {timed} warm-up steps; {now - self.started:.3g} s spent so far, "
-                    f"{reserve:.2g} s kept for the samples and save at the end); the run ends at step "
+                    f"{self.reserve:.2g} s kept for the samples and save at the end); the run ends at step "
                     f"{self.end:,}")
         return (f"about {duration((self.end - step) * s_per_step)} to go at this speed: {self.end - step:,} more steps "
                 f"at {s_per_step:.3g} s/step, {self.images_per_step / s_per_step:.3g} images/s")
+
+    def replan(self, step: int) -> bool:
+        """A budget run between steps after its warm-up: set `end` again from the mean step time since the warm-up
+        began, which takes in the sample grids and saves between steps and any change of machine load. True if
+        the end moved."""
+        if self.budget_s is None or not self.measured or step <= self.first[0]:
+            return False
+        now = self.clock()
+        end = self._fit(step, now, (now - self.first[1] - self.reserve) / (step - self.first[0]))
+        moved, self.end = end != self.end, end
+        return moved
+
+    def _fit(self, step: int, now: float, s_per_step: float) -> int:
+        """The last step that fits: the budget less the time spent, the end work to come and the exit."""
+        left = self.budget_s - (now - self.started) - self.reserve - EXIT_S
+        return self._agree(step + max(0, math.floor(left / s_per_step + 1e-6)))  # no float crumbs
 
     def _agree(self, end: int) -> int:
         """Under torchrun, every process takes rank 0's choice."""

@@ -145,10 +145,12 @@ class Run:
         return metrics
 
     def _plan(self, step: int) -> None:
-        """Once the warm-up has measured the speed: say the ETA, or with --minutes set the run's end."""
+        """Once the warm-up has measured the speed: say the ETA, or with --minutes set the run's end (and move it
+        at each log interval, from the speed so far)."""
         tr = self.trainer
         message = self.pace.after_step(step, end_work=self._checkpoint if tr.world.is_main else None)
-        if message is None:
+        moved = message is None and step % tr.cfg.train.log_every == 0 and self.pace.replan(step)
+        if message is None and not moved:
             return
         if self.pace.budget_s is not None:
             self.end = tr.total_steps = tr.cfg.train.max_steps = self.pace.end
@@ -156,7 +158,7 @@ class Run:
             self.bar.refresh()
             if tr.world.is_main:
                 tr.cfg.save(tr.run_dir / "config.json")  # a --resume continues to this end
-        if tr.world.is_main:
+        if message and tr.world.is_main:
             self.bar.write(message)
 
     def _run(self) -> dict:
