@@ -66,16 +66,30 @@ SETS = {"openmoji": "OpenMoji line art -> colour", "emoji-style": "Noto -> Twemo
         "glyphs": "DejaVu Sans -> DejaVu Serif (same glyph)"}
 
 # name -> (recipe, overrides, what it is). "baseline" is the reference CycleGAN's configuration.
+BEFORE = dict(d_norm="instance", r1_weight=0.1)  # the default's critics until 2026-12-01
+
+SHEET = ("baseline", "in-norm", "default")  # a sheet's columns between input and truth, where trained
+
 CANDIDATES = {
     "baseline": ("cyclegan", dict(upsample="transpose", adversarial="lsgan", batch_size=1, ema=0.0),
                  "reference CycleGAN configuration: transposed conv, LSGAN, batch 1, no EMA"),
     "default": (DEFAULT_RECIPE, {}, f"`translate train` without --model: {DEFAULT_RECIPE} (residual generators, "
-                "L2 cycle loss, identity loss 0.1, batch 4, EMA 0.999, R1 0.1)"),
-    "no-r1": (DEFAULT_RECIPE, dict(r1_weight=0.0), "the default without R1 (the default before R1 was measured)"),
-    "no-r1-b1": (DEFAULT_RECIPE, dict(r1_weight=0.0, batch_size=1), "no-r1 at batch 1: four times the updates at "
-                 "equal images"),
-    "no-r1-sn": (DEFAULT_RECIPE, dict(r1_weight=0.0, spectral_norm=True), "no-r1 with spectral norm on the critics"),
-    "r1-1": (DEFAULT_RECIPE, dict(r1_weight=1.0), "the default with R1 weight 1 instead of 0.1"),
+                "L2 cycle loss, identity loss 0.1, batch 4, EMA 0.999, critics without instance norm, R1 1)"),
+    "in-norm": (DEFAULT_RECIPE, BEFORE, "the default until 2026-12-01: critics with instance norm, R1 0.1"),
+    "in-norm-seed1": (DEFAULT_RECIPE, {**BEFORE, "seed": 1}, "in-norm with another seed: how far two runs of one "
+                      "recipe land apart"),
+    "no-r1": (DEFAULT_RECIPE, {**BEFORE, "r1_weight": 0.0}, "in-norm without R1 (the default before R1)"),
+    "no-r1-b1": (DEFAULT_RECIPE, {**BEFORE, "r1_weight": 0.0, "batch_size": 1}, "no-r1 at batch 1: four times the "
+                 "updates at equal images"),
+    "no-r1-sn": (DEFAULT_RECIPE, {**BEFORE, "r1_weight": 0.0, "spectral_norm": True}, "no-r1 with spectral norm on "
+                 "the critics"),
+    "r1-1": (DEFAULT_RECIPE, {**BEFORE, "r1_weight": 1.0}, "in-norm with R1 weight 1"),
+    "diffaug": (DEFAULT_RECIPE, {**BEFORE, "diffaugment": "translation"}, "in-norm with DiffAugment translation "
+                "on real and fake images before the critics (Zhao et al. 2020)"),
+    "d-nonorm": (DEFAULT_RECIPE, {**BEFORE, "d_norm": "none"}, "in-norm's R1 0.1 with critics without instance "
+                 "norm"),
+    "diffaug-nonorm": (DEFAULT_RECIPE, {**BEFORE, "d_norm": "none", "diffaugment": "translation"}, "diffaug and "
+                       "d-nonorm together"),
     "cyclegan-ema": ("cyclegan", dict(ema=0.999), "cyclegan recipe (resize-conv, batch 1) with EMA: the baseline "
                      "without transposed convs"),
     "cut": ("cut", {}, "CUT (PatchNCE, no cycle), both directions, batch 1"),
@@ -169,7 +183,7 @@ def write_doc(results: dict, mode: str, path: Path) -> None:
             extra = f"{r['images']} | {r['minutes']:.1f}" if name in models else " | "
             lines.append(f"| {name} | {' | '.join(cells)} | {extra} |")
         lines += ["", f"![{set_name}](img/quality_{set_name}.png)", "",
-                  f"Rows: test pairs; columns: input | {' | '.join(models)} | truth."]
+                  f"Rows: test pairs; columns: input | {' | '.join(c for c in SHEET if c in models)} | truth."]
     generated = "\n".join([START, *lines, END])
     text = path.read_text() if path.is_file() else ""
     if START in text and END in text:  # keep the hand-written parts around the generated tables
@@ -218,9 +232,9 @@ def main(argv: list[str] | None = None) -> int:
                                                            candidate: rows[candidate]})
             rows = results[set_name]
         columns = {"input": inputs}
-        for candidate in rows:
+        for candidate in SHEET:
             model = out / set_name / candidate / "model.safetensors"
-            if candidate != "input unchanged" and model.is_file():
+            if candidate in rows and model.is_file():
                 columns[candidate] = translate(model, inputs)
         columns["truth"] = truth
         sample_sheet(args.doc.parent / "img" / f"quality_{set_name}.png", columns)

@@ -35,8 +35,9 @@ def paired_error(generator, root) -> tuple[float, float]:
 # 0.47-0.62, and one seed in five diverged (0.62, 2.4). Hence medians over three seeds, and DiscoGAN's bound is
 # "closer than doing nothing" rather than 10 % closer. CUT's PatchNCE does not pin colours, so from random weights
 # it learns the shapes first (seeds 0-2: 0.44-0.48 of its start, 1.6-1.8x do-nothing); it is checked with the
-# residual generator, which starts at do-nothing: 0.49-0.63 of it. The default's R1 penalty (0.1) slows its toy
-# learning from 0.41-0.44 to 0.50-0.64 of do-nothing (seeds 0-2).
+# residual generator, which starts at do-nothing: 0.49-0.63 of it. The default's R1 penalty slows its toy learning
+# from 0.41-0.44 to 0.50-0.64 of do-nothing (R1 0.1, instance-norm critics) or 0.50-0.55 (R1 1, critics without
+# norm: the default since 2026-12-01), seeds 0-2.
 @pytest.mark.parametrize("recipe,overrides,vs_start,vs_nothing", [
     ("residual-cyclegan", {}, 0.75, 0.75), ("cyclegan", {}, 0.5, 0.9), ("cut", dict(residual=True), 0.75, 0.75),
     ("discogan", dict(lr_g=5e-4, lr_d=5e-4, recon_rate_steps=0), 0.5, 1.0),
