@@ -75,6 +75,7 @@ CANDIDATES = {
                  "reference CycleGAN configuration: transposed conv, LSGAN, batch 1, no EMA"),
     "default": (DEFAULT_RECIPE, {}, f"`translate train` without --model: {DEFAULT_RECIPE} (residual generators, "
                 "L2 cycle loss, identity loss 0.1, batch 4, EMA 0.999, critics without instance norm, R1 1)"),
+    "default-seed1": (DEFAULT_RECIPE, {"seed": 1}, "the default with another seed"),
     "in-norm": (DEFAULT_RECIPE, BEFORE, "the default until 2026-12-01: critics with instance norm, R1 0.1"),
     "in-norm-seed1": (DEFAULT_RECIPE, {**BEFORE, "seed": 1}, "in-norm with another seed: how far two runs of one "
                       "recipe land apart"),

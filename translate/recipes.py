@@ -30,7 +30,8 @@ RECIPES: dict[str, dict] = {
             ("critics without instance norm, R1 penalty 1 on them (Mescheder et al. 2018, arXiv:1801.04406)",
              "instance norm hides an image's overall colour from the critic, and the generators drifted to ochre "
              "and brown: without it the hue distance to the truth fell from 38 to 17 degrees on line art -> colour "
-             "and from 11 to 8 on Noto -> Twemoji, with L1, PSNR and SSIM close to before; R1 keeps the "
+             "and from 11 to 8 on Noto -> Twemoji, glyphs' L1 and SSIM improved, line art's L1 and PSNR a little "
+             "worse (paler fills); R1 keeps the "
              "unnormalised critic smooth, which leaves less texture in flat areas (docs/quality.md)"),
         ],
     },
