@@ -10,8 +10,8 @@ import time
 WARMUP_S = 15.0  # the warm-up times steps for this long at most...
 WARMUP_SHARE = 0.05  # ...and for at most this share of a --minutes budget
 MIN_TIMED = 3  # steps timed after the first one (which pays for start-up: workers, allocations)
-EXIT_S = 5.0  # after the last save: closing the logs and the process, and the app seeing it end (4.7 s measured by
-#                benchmarks/browser_newcomer.py: the last step to the page saying "finished", less the end work)
+EXIT_S = 6.0  # after the last save: closing the logs and the process, and the app seeing it end (4.7-5.8 s measured
+#                by benchmarks/browser_newcomer.py: the last step to the page saying "finished", less the end work)
 DISTRIBUTED_TIMED = 10  # under torchrun every process ends the warm-up at the same step; rank 0's clock decides
 
 
@@ -38,6 +38,7 @@ class Pace:
         self.first: tuple[int, float] | None = None  # (step, time) after the first step
         self.measured = False
         self.reserve = 0.0  # seconds of end-of-run work, timed once after the warm-up
+        self.last_plan: tuple[int, float] | None = None  # (step, time) of the last replan
 
     def _warm(self, step: int, now: float) -> bool:
         timed = step - self.first[0]
@@ -66,6 +67,7 @@ class Pace:
             if end_work is not None:
                 end_work()
             self.reserve = self.clock() - now
+            self.last_plan = (step, self.clock())
             self.end = self._fit(step, self.clock(), s_per_step)
             return (f"about {self.budget_s / 60:g} min: {self.end - self.start_step:,} steps at {s_per_step:.3g} "
                     f"s/step (measured over {timed} warm-up steps; {now - self.started:.3g} s spent so far, "
@@ -76,12 +78,16 @@ class Pace:
 
     def replan(self, step: int) -> bool:
         """A budget run between steps after its warm-up: set `end` again from the mean step time since the warm-up
-        began, which takes in the sample grids and saves between steps and any change of machine load. True if
-        the end moved."""
+        began (which takes in the sample grids and saves between steps), or since the last replan if that is
+        slower (a machine getting busier). True if the end moved."""
         if self.budget_s is None or not self.measured or step <= self.first[0]:
             return False
         now = self.clock()
-        end = self._fit(step, now, (now - self.first[1] - self.reserve) / (step - self.first[0]))
+        mean = (now - self.first[1] - self.reserve) / (step - self.first[0])
+        last_step, last_time = self.last_plan or (step, now)
+        recent = (now - last_time) / (step - last_step) if step > last_step else 0.0
+        self.last_plan = (step, now)
+        end = self._fit(step, now, max(mean, recent))  # steps getting slower: the recent pace, lest the run end late
         moved, self.end = end != self.end, end
         return moved
 
