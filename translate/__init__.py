@@ -2,7 +2,7 @@
 import os
 import time
 
-STARTED = time.perf_counter()  # the process start, near enough: a `train --minutes` budget counts from here
+STARTED = time.perf_counter()  # the process start, near enough: the first command's `--minutes` budget counts from here
 
 # No network at run time: nothing in this package may phone home or download.
 for _key, _value in {"GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_DISABLE_TELEMETRY": "1",

@@ -5,9 +5,10 @@ import argparse
 import importlib
 import os
 import sys
+import time
 from pathlib import Path
 
-from . import __version__
+from . import STARTED, __version__
 from .checkpoint import SaveError
 from .config import Config, add_config_flags
 from .recipes import DEFAULT_RECIPE, RECIPES, recipe_config
@@ -53,7 +54,7 @@ def train_config(args: argparse.Namespace) -> tuple[Config, Path, dict]:
     from .run_folder import absolute_data, refuse_existing, resume_changes
     from .validate import check_config
     overrides = {k: v for k, v in vars(args).items()
-                 if k not in ("command", "func", "resume", "paper_nets", "minutes")}
+                 if k not in ("command", "func", "resume", "paper_nets", "minutes", "started")}
     changes: dict = {}
     if args.resume:
         if not overrides.get("name"):
@@ -108,7 +109,7 @@ def cmd_train(args: argparse.Namespace) -> int:
               f"sample grids: {samples_source(trainer)}")
     try:
         with run_folder.lock(run_dir):
-            trainer.fit(resume=args.resume, minutes=args.minutes)
+            trainer.fit(resume=args.resume, minutes=args.minutes, started=args.started)
     except KeyboardInterrupt:
         if not trainer.state_path.is_file():
             print("stopped before the first checkpoint; nothing to resume: start again with the same command",
@@ -131,8 +132,14 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+_first_command = True  # the first command of a process: its imports count toward a --minutes budget
+
+
 def main(argv: list[str] | None = None) -> int:
+    global _first_command
+    started, _first_command = (STARTED if _first_command else time.perf_counter()), False
     args = build_parser(argv).parse_args(argv)
+    args.started = started
     try:
         return args.func(args)
     except KeyboardInterrupt:  # Ctrl-C before training started (imports, data checks): nothing was written

@@ -14,7 +14,6 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from . import STARTED
 from .checkpoint import atomic_write, kept_model_path
 from .data import DataError, UnpairedDataset, build_transform, collate, load_rgb, to_tensor
 from .pace import Pace
@@ -25,11 +24,13 @@ MAX_ROLLBACKS = 5  # then the run stops: halving the LR again and again will not
 UNPLANNED = 10**12  # the end of a --minutes run until its warm-up has measured the speed
 
 
-def fit(trainer: Trainer, resume: bool = False, stop_at: int | None = None, minutes: float | None = None) -> dict:
-    """Train to total_steps, or for about `minutes` (the steps are set after a short warm-up and saved as
-    max_steps), or pause at step `stop_at`, saving the state; returns the last logged metrics.
-    SIGINT or SIGTERM finish the current step, save the state and raise KeyboardInterrupt."""
-    return Run(trainer).fit(resume, stop_at, minutes)
+def fit(trainer: Trainer, resume: bool = False, stop_at: int | None = None, minutes: float | None = None,
+        started: float | None = None) -> dict:
+    """Train to total_steps, or for about `minutes` from `started` (a time.perf_counter(); default now; the steps
+    are set after a short warm-up and saved as max_steps), or pause at step `stop_at`, saving the state; returns
+    the last logged metrics. SIGINT or SIGTERM finish the current step, save the state and raise
+    KeyboardInterrupt."""
+    return Run(trainer).fit(resume, stop_at, minutes, started)
 
 
 def samples_source(trainer: Trainer) -> str:
@@ -106,7 +107,8 @@ class Run:
         self.rollbacks = 0
         self.bar = self.writer = self._samples = None
 
-    def fit(self, resume: bool, stop_at: int | None, minutes: float | None = None) -> dict:
+    def fit(self, resume: bool, stop_at: int | None, minutes: float | None = None,
+            started: float | None = None) -> dict:
         tr = self.trainer
         if resume:
             tr.resume()
@@ -115,7 +117,7 @@ class Run:
             tr.total_steps = UNPLANNED  # constant LR until the warm-up sets the end (and max_steps)
         self.end = min(tr.total_steps, stop_at or tr.total_steps)
         self.pace = Pace(tr.step_count, self.end, minutes, tr.cfg.train.batch_size * tr.world.world_size, tr.world,
-                         started=STARTED)
+                         started=started)
         tr.run_dir.mkdir(parents=True, exist_ok=True)
         if main:
             from torch.utils.tensorboard import SummaryWriter

@@ -425,8 +425,9 @@ class Trainer:
             "model": cfg.to_dict()["model"], "image_size": cfg.data.crop_size, "domains": list(self.domains.names),
             "recipe": cfg.train.recipe, "steps": self.step_count, "ema": bool(self.ema)})
 
-    def fit(self, resume: bool = False, stop_at: int | None = None, minutes: float | None = None) -> dict:
-        """Train to total_steps, or for about `minutes`, or pause at step `stop_at` (saving the state); returns
-        the last logged metrics. See run.fit."""
+    def fit(self, resume: bool = False, stop_at: int | None = None, minutes: float | None = None,
+            started: float | None = None) -> dict:
+        """Train to total_steps, or for about `minutes` (counted from `started`, a time.perf_counter(); default
+        now), or pause at step `stop_at` (saving the state); returns the last logged metrics. See run.fit."""
         from .run import fit
-        return fit(self, resume, stop_at, minutes)
+        return fit(self, resume, stop_at, minutes, started)
