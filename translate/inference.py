@@ -97,7 +97,7 @@ class Translator:
     def from_file(cls, path: str | Path, device: str = "auto", precision: str = "fp32",
                   backend: str = "torch") -> "Translator":
         """Load an artifact; precision "auto" is bf16 on CUDA and on CPUs with native bf16, else fp32. Backend
-        "winograd" runs fp32 PyTorch with Winograd convolutions on the CPU (within 1e-4 of "torch"; "auto" picks
+        "winograd" runs fp32 PyTorch with Winograd convolutions on the CPU (within 3e-4 of "torch"; "auto" picks
         it on CPUs without native bf16); "onnxruntime" runs fp32 ONNX Runtime on the CPU (each direction
         exported on first use, ~10 s). Measured speeds: docs/benchmarks.md."""
         if precision not in PRECISIONS:
