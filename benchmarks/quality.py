@@ -99,6 +99,10 @@ CANDIDATES = {
                  "cyclegan's losses, batch 4, EMA, residual generators (start as the identity)"),
     "residual-noid": ("cyclegan", dict(batch_size=4, ema=0.999, residual=True, lambda_identity=0.0),
                       "residual without the identity loss"),
+    "lr-x2": (DEFAULT_RECIPE, dict(lr_g=4e-4, lr_d=4e-4), "the default at twice the learning rates (batch 4: "
+              "square-root scaling of the reference's batch-1 rate)"),
+    "unet": (DEFAULT_RECIPE, dict(generator="unet", unet_depth=4, g_norm="instance"), "the default with U-Net "
+             "generators (4 downsamplings, skip connections at every scale): changes can follow the input's edges"),
     "residual-l2": ("cyclegan", dict(batch_size=4, ema=0.999, residual=True, lambda_identity=0.0, recon_loss="l2"),
                     "residual-noid with a squared (L2) cycle loss"),
 }
