@@ -11,7 +11,6 @@ Tensors stay channels-last throughout, so every tile gather reads contiguous cha
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 M, R = 6, 3  # output tile, kernel: F(6x6, 3x3)
