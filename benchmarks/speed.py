@@ -3,8 +3,8 @@
 Baseline: the loop of the reference PyTorch CycleGAN (`CycleGANModel.optimize_parameters`): eager fp32, batch 1,
 one G step then one D step, ResNet-9 generators with transposed-conv upsampling, 70x70 PatchGANs, LSGAN, cycle
 and identity L1, image pools. Fast path: `translate.trainer.Trainer` with its defaults for the device
-(bf16 autocast and channels-last where the hardware has bf16, torch.compile and fused Adam on CUDA) and a larger
-batch. Both run alternately, so a change in machine load hits both alike.
+(bf16 autocast and channels-last where the hardware has bf16, Winograd convolutions on a CPU in fp32,
+torch.compile and fused Adam on CUDA) and a larger batch. Both run alternately, so a change in machine load hits both alike.
 
     python benchmarks/speed.py                  # CPU: training at 64 and 128 px, inference at 256 and 1024 px
     python benchmarks/speed.py --sizes 64 128 256 --device cuda
@@ -166,7 +166,8 @@ def best_batch(size: int, batches: list[int], device: torch.device, repeats: int
     best = max(runs, key=lambda r: r["fast"]["images_per_s"])
     if "fast_batch1" in runs[0]:
         best["fast_batch1"] = runs[0]["fast_batch1"]
-    best["fast_batches"] = {r["fast"]["batch"]: r["fast"]["images_per_s"] for r in runs}
+    best["fast_batches"] = {r["fast"]["batch"]: {"images_per_s": r["fast"]["images_per_s"], "speedup": r["speedup"]}
+                            for r in runs}  # each against the baseline measured beside it
     return best
 
 
@@ -249,8 +250,8 @@ def markdown(result: dict) -> str:
             x = r["fast_batch1"]
             lines.append(f"| {size} px fast | 1 | {x['images_per_s']} | {x['step_ms']} | | | | {x['speedup']} |")
         if len(r.get("fast_batches", {})) > 1:
-            lines.append(f"| {size} px fast, images/s by batch | " + ", ".join(
-                f"{b}: {ips}" for b, ips in r["fast_batches"].items()) + " | | | | | | |")
+            lines.append(f"| {size} px fast, images/s (speed-up) by batch | " + ", ".join(
+                f"{b}: {x['images_per_s']} ({x['speedup']}x)" for b, x in r["fast_batches"].items()) + " | | | | | | |")
     lines += ["", "| inference | path | images/s | latency ms | speed-up |", "|---|---|---|---|---|"]
     for size, r in result["inference"].items():
         for name, x in r.items():
@@ -279,7 +280,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--sizes", type=int, nargs="+", default=None, help="training sizes (px)")
-    parser.add_argument("--inference-sizes", type=int, nargs="+", default=[256, 1024])
+    parser.add_argument("--inference-sizes", type=int, nargs="*", default=[256, 1024], help="none: skip inference")
     parser.add_argument("--batch", type=int, nargs="+", default=None,
                         help="fast-path batches, the best reported (default 4 on CPU, 8 on CUDA)")
     parser.add_argument("--no-data", action="store_true", help="skip the data-pipeline measurement")

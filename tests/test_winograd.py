@@ -83,3 +83,40 @@ def test_translator_backends_agree_within_one_grey_level(tmp_path):
         got = np.asarray(fast(image, direction), dtype=int)
         assert got.shape == want.shape and np.abs(got - want).max() <= 1
         assert np.abs(want - np.asarray(image, dtype=int)).mean() > 10  # the nets change the picture
+
+
+def test_training_convolutions_give_the_same_values_and_gradients_in_float64():
+    plain = lively_generator(residual=True).double().train()
+    fast = winograd.for_training(lively_generator(residual=True).double().train(), min_channels=1)
+    kinds = [type(m) for m in fast.modules()]
+    assert kinds.count(winograd.WinogradTrainingConv) == 2 * 2 + 2  # two per residual block, two resize-convs
+    assert plain.state_dict().keys() == fast.state_dict().keys()  # checkpoints and optimizers see the same net
+    x = (torch.rand(2, 3, 20, 28, dtype=torch.float64, generator=torch.Generator().manual_seed(3)) * 2 - 1)
+    outs = []
+    for net in (plain, fast):
+        xi = x.clone().requires_grad_()
+        y = net(xi)
+        (y * torch.linspace(-1, 1, y.numel(), dtype=torch.float64).view_as(y)).sum().backward()
+        outs.append([y.detach(), xi.grad, *(p.grad for p in net.parameters())])
+    assert outs[0][0].abs().max() > 0.5
+    for want, got in zip(*outs):  # exact up to float64 rounding; a wrong tap or transform is off by ~1e-2
+        assert (got - want).abs().max() <= 1e-9 * want.abs().max().clamp(min=1)
+
+
+def test_training_uses_winograd_on_fp32_cpus_only_and_learns_the_same(monkeypatch, toy_root):
+    from conftest import tiny_config
+    from translate.trainer import Trainer
+    monkeypatch.setattr(runtime, "cpu_has_bf16", lambda: False)
+    cpu = torch.device("cpu")
+    assert runtime.train_winograd("auto", False, cpu) and not runtime.train_winograd("auto", True, cpu)
+    assert not runtime.train_winograd("auto", False, torch.device("cuda")) and runtime.train_winograd("on", True, cpu)
+    losses = {}
+    for setting in ("auto", "off"):  # ngf 32: the residual blocks have 128 channels, where it starts
+        cfg = tiny_config(data=str(toy_root), ngf=32, n_blocks=1, winograd=setting, max_steps=2)
+        trainer = Trainer(cfg, toy_root.parent / f"run-{setting}")
+        count = sum(isinstance(m, winograd.WinogradTrainingConv) for m in trainer.g_ab.modules())
+        assert count == (3 if setting == "auto" else 0)  # the block's two convs and the first resize-conv
+        torch.manual_seed(0)
+        a, b = torch.rand(2, 4, 3, 32, 32) * 2 - 1
+        losses[setting] = [trainer.step(a, b)["g_total"].item() for _ in range(2)]
+    assert losses["auto"] == pytest.approx(losses["off"], rel=1e-4)  # same function, fp32 rounding apart

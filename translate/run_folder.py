@@ -20,7 +20,8 @@ from .validate import flag
 LOCK = ".lock"
 # How long, how often to log/sample/save, and how the machine runs it: the run itself stays the same.
 RESUMABLE = ("max_steps", "epochs", "log_every", "sample_every", "save_every", "keep_every", "n_samples",
-             "save_retries", "on_nan", "workers", "device", "amp", "channels_last", "compile")
+             "save_retries", "on_nan", "workers", "device", "amp", "channels_last", "compile",
+             "winograd")
 IDENTITY = ("name", "runs_dir")
 
 

@@ -55,6 +55,12 @@ def memory_format(setting: str, bf16: bool, device: torch.device) -> torch.memor
     return torch.channels_last if setting == "on" or auto else torch.contiguous_format
 
 
+def train_winograd(setting: str, bf16: bool, device: torch.device) -> bool:
+    """Winograd convolutions in training for "on", and for "auto" on a CPU in fp32 (with bf16 autocast, or on
+    CUDA, the library's convolutions are faster)."""
+    return setting == "on" or (setting == "auto" and device.type == "cpu" and not bf16)
+
+
 def pick_backend(backend: str, device: torch.device, precision: str) -> str:
     """The inference engine for "auto": PyTorch on CUDA and wherever bf16 is asked for or native; on other CPUs
     fp32 PyTorch with Winograd convolutions (winograd.py), the fastest fp32 engine measured on them."""

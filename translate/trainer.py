@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 from torch import nn
 from torch.optim.swa_utils import AveragedModel
 
-from . import distributed, losses, runtime
+from . import distributed, losses, runtime, winograd
 from .augment import diff_augment, parse_policy
 from .checkpoint import SaveError, export_model, load_state, save_state
 from .config import Config
@@ -153,6 +153,9 @@ class Trainer:
         torch.manual_seed(t.seed)  # the same initial weights in every process
         self.g_ab, self.g_ba = (build_generator(cfg.model).to(self.device, memory_format=self.memory_format)
                                 for _ in range(2))
+        if runtime.train_winograd(t.winograd, self.amp, self.device):
+            for net in (self.g_ab, self.g_ba):
+                winograd.for_training(net)
         self.d_a, self.d_b = (build_discriminator(cfg.model).to(self.device, memory_format=self.memory_format)
                               for _ in range(2))
         self.nce_ab = PatchNCE(self.g_ab, cfg.model.n_blocks) if t.lambda_nce else None  # CUT's MLP heads

@@ -1,5 +1,7 @@
-"""Fewer multiplications for CPU inference, same function: Winograd F(6x6, 3x3) convolution and sub-pixel
-nearest-upsample convolution, swapped into a trained generator in place of its modules.
+"""Fewer multiplications on CPUs, same function: Winograd convolution and sub-pixel nearest-upsample
+convolution, swapped into a generator in place of its modules. For inference F(6x6, 3x3) in banded, cache-sized
+passes (`fast_generator`); for training F(4x4, 3x3) in differentiable tensor ops, the weights staying the nets'
+parameters (`for_training`).
 
 A 3x3 stride-1 convolution computed by Winograd's minimal filtering needs 64 multiplications per 6x6 output
 tile instead of 324 (Lavin & Gray 2016); the tile transforms are small matrix products and the 64 channel mixes
@@ -11,6 +13,7 @@ Tensors stay channels-last throughout, so every tile gather reads contiguous cha
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 M, R = 6, 3  # output tile, kernel: F(6x6, 3x3)
@@ -40,10 +43,29 @@ def _toom_cook(m: int, r: int, points: tuple) -> tuple[torch.Tensor, torch.Tenso
 
 
 _BT, _G, _AT = _toom_cook(M, R, POINTS)
+# Training: F(4x4, 3x3), each 2-D transform one matrix (a Kronecker product) so that it is one GEMM. Its smaller
+# tiles fit the 16 x 16 and 32 x 32 maps of 64-128 px training exactly and keep fp32 gradients within ~1e-5.
+_KB, _KG, _KA = (torch.kron(m, m) for m in _toom_cook(4, R, POINTS[:5]))  # float64, cast per call
+
+
+def _phase_kernels(w: torch.Tensor) -> torch.Tensor:
+    """The 3x3 kernels (4K, C, 3, 3) whose output phase (p, q) = nearest 2x upsampling, then `w` (K, C, 3, 3),
+    read from a 1 px replicate-padded input at its own resolution: a 2x2 kernel a phase, at window offset (p, q).
+    Reflect padding of the upsampled image is replicate padding before it. Differentiable in `w`."""
+    taps = (((0,), (1, 2)), ((0, 1), (2,)))  # 3x3 rows summed onto input rows (i-1, i) / (i, i+1)
+    phases = []
+    for p in range(2):
+        for q in range(2):
+            k = w.new_zeros(w.shape)
+            for i, rows in enumerate(taps[p]):
+                for j, cols in enumerate(taps[q]):
+                    k[:, :, p + i, q + j] = w[:, :, list(rows)][:, :, :, list(cols)].sum((2, 3))
+            phases.append(k)
+    return torch.cat(phases)
 
 
 class WinogradConv(nn.Module):
-    """1 px padding (reflect or replicate) then a 3x3 stride-1 convolution, by Winograd F(4x4, 3x3), on
+    """1 px padding (reflect or replicate) then a 3x3 stride-1 convolution, by Winograd F(6x6, 3x3), on
     channels-last NCHW tensors. With `shuffle`, the weight's 4K output channels are the (row, column) phases
     of a 2x upsampled K-channel output, interleaved into it (pixel shuffle)."""
 
@@ -65,18 +87,8 @@ class WinogradConv(nn.Module):
         """Nearest 2x upsampling, 1 px reflect padding and `conv` (3x3) in one: reflect padding of the upsampled
         image is replicate padding before it, and output phase (p, q) is a 2x2 convolution of the padded input
         at window offset (p, q), here one 3x3 kernel with zero taps per phase."""
-        w = conv.weight.detach()
-        taps = (((0,), (1, 2)), ((0, 1), (2,)))  # 3x3 rows summed onto input rows (i-1, i) / (i, i+1)
-        phases = []
-        for p in range(2):
-            for q in range(2):
-                k = torch.zeros_like(w)
-                for i, rows in enumerate(taps[p]):
-                    for j, cols in enumerate(taps[q]):
-                        k[:, :, p + i, q + j] = w[:, :, list(rows)][:, :, :, list(cols)].sum((2, 3))
-                phases.append(k)
         bias = None if conv.bias is None else conv.bias.detach().repeat(4)
-        return cls(torch.cat(phases), bias, "replicate", shuffle=True)
+        return cls(_phase_kernels(conv.weight.detach()), bias, "replicate", shuffle=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         n, c, h, w = x.shape
@@ -119,42 +131,109 @@ def _pad_to_tiles(x: torch.Tensor, mode: str, height: int, width: int) -> torch.
     return out
 
 
+class _Tiles(torch.autograd.Function):
+    """The 6x6 tiles at stride 4 of an NHWC map (height and width 4t + 2) as a (36, tiles x channels) matrix;
+    backward sums the overlapping rows and columns back with four strided adds (autograd's unfold backward was
+    several times slower here)."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+        ctx.shape = x.shape
+        return x.unfold(1, 6, 4).unfold(2, 6, 4).permute(4, 5, 0, 1, 2, 3).reshape(36, -1)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        n, height, width, c = ctx.shape
+        th, tw = (height - 2) // 4, (width - 2) // 4
+        grad = grad.view(6, 6, n, th, tw, c)
+        out = grad.new_zeros(n, th + 1, 4, tw + 1, 4, c)  # (tile, row in tile): row 4i + 4, 5 is 4(i+1) + 0, 1
+        def parts(t: int) -> tuple:  # (tile rows, their tiles, offsets in the tile): first 4 rows, last 2
+            return (slice(0, 4), slice(0, t), slice(0, 4)), (slice(4, 6), slice(1, t + 1), slice(0, 2))
+        for rows, row_tiles, row_offsets in parts(th):
+            for cols, col_tiles, col_offsets in parts(tw):
+                out[:, row_tiles, row_offsets, col_tiles, col_offsets] += grad[rows, cols].permute(2, 3, 0, 4, 1, 5)
+        return out.view(n, 4 * th + 4, 4 * tw + 4, c)[:, :height, :width]
+
+
+class WinogradTrainingConv(nn.Conv2d):
+    """`conv` (3x3, stride 1) after its 1 px padding, and with `upsample` after a nearest 2x upsampling too, by
+    Winograd F(4x4, 3x3) in differentiable tensor ops, for training. It holds `conv`'s own parameters: state-dict
+    keys, optimizers and checkpoints are those of the plain net."""
+
+    def __init__(self, conv: nn.Conv2d, pad: str, upsample: bool):
+        super().__init__(conv.in_channels, conv.out_channels, 3, bias=conv.bias is not None, device="meta")
+        self.weight, self.bias = conv.weight, conv.bias
+        self.pad, self.upsample = pad, upsample
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        w = _phase_kernels(self.weight) if self.upsample else self.weight
+        n, c, h, width = x.shape
+        k = w.shape[0]
+        th, tw = -(-h // 4), -(-width // 4)
+        x = F.pad(x, (1, 1, 1, 1), mode=self.pad)
+        if (th * 4, tw * 4) != (h, width):
+            x = F.pad(x, (0, tw * 4 - width, 0, th * 4 - h))
+        p = n * th * tw
+        d = _Tiles.apply(x.permute(0, 2, 3, 1))
+        kb, kg, ka = (m.to(x) for m in (_KB, _KG, _KA))
+        u = (kg @ w.permute(2, 3, 1, 0).reshape(9, c * k)).view(36, c, k)
+        m = torch.bmm((kb @ d).view(36, p, c), u)
+        y = (ka @ m.view(36, p * k)).view(4, 4, n, th, tw, k).permute(2, 3, 0, 4, 1, 5)
+        y = y.reshape(n, th * 4, tw * 4, k)[:, :h, :width]
+        if self.upsample:  # phase-major channels interleaved into the 2x output (pixel shuffle)
+            y = y.reshape(n, h, width, 2, 2, k // 4).permute(0, 1, 3, 2, 4, 5).reshape(n, 2 * h, 2 * width, k // 4)
+        y = y.permute(0, 3, 1, 2)
+        return y if self.bias is None else y + self.bias.view(1, -1, 1, 1)
+
+
 def fast_generator(net: nn.Module, min_channels: int = 32) -> nn.Module:
     """A copy of `net` for inference with its (reflect pad, 3x3 stride-1 conv) pairs of at least `min_channels`
-    channels in Winograd form and its (nearest 2x upsample, reflect pad, 3x3 conv) triples in sub-pixel form;
-    other layers unchanged. Run it on channels-last input."""
+    input channels in Winograd form and its (nearest 2x upsample, reflect pad, 3x3 conv) triples in sub-pixel
+    form; parameter-free instance norms as the same function by nn.GroupNorm (PyTorch's CPU group norm keeps
+    channels-last tensors channels-last; instance_norm reorders them and was 4-25x slower there); other layers
+    unchanged. Run it on channels-last input."""
     import copy
-    net = copy.deepcopy(net).eval()
-    for module in list(net.modules()):
-        if isinstance(module, nn.Sequential):
-            _rewrite(module, min_channels)
+
+    def conv_of(conv: nn.Conv2d, pad: str, upsample: bool) -> nn.Module | None:
+        if upsample:
+            return WinogradConv.upsampling(conv)
+        return WinogradConv.from_conv(conv, pad) if conv.in_channels >= min_channels else None
+    net = _swap(copy.deepcopy(net).eval(), conv_of)
+    for seq in [m for m in net.modules() if isinstance(m, nn.Sequential)]:
+        for i, layer in enumerate(seq):
+            if isinstance(layer, nn.InstanceNorm2d) and not layer.affine and not layer.track_running_stats:
+                seq[i] = nn.GroupNorm(layer.num_features, layer.num_features, eps=layer.eps, affine=False)
     return net.to(memory_format=torch.channels_last)
 
 
-def _rewrite(seq: nn.Sequential, min_channels: int) -> None:
-    layers, out, i = list(seq), [], 0
-    while i < len(layers):
-        a, b, c = (layers[i:i + 3] + [None, None])[:3]
-        if (isinstance(a, nn.Upsample) and a.mode == "nearest" and a.scale_factor in (2, 2.0)
-                and _is_pad1(b, nn.ReflectionPad2d) and _is_conv3(c)):
-            out.append(WinogradConv.upsampling(c))
-            i += 3
-        elif _is_pad1(a, (nn.ReflectionPad2d, nn.ReplicationPad2d)) and _is_conv3(b) and \
-                b.in_channels >= min_channels:
-            out.append(WinogradConv.from_conv(b, "reflect" if isinstance(a, nn.ReflectionPad2d) else "replicate"))
-            i += 2
-        elif isinstance(a, nn.InstanceNorm2d) and not a.affine and not a.track_running_stats:
-            # the same function; PyTorch's CPU group norm keeps channels-last tensors channels-last
-            # (instance_norm reorders them) and was 4-25x faster here
-            out.append(nn.GroupNorm(a.num_features, a.num_features, eps=a.eps, affine=False))
-            i += 1
-        else:
-            out.append(a)
-            i += 1
-    for name in list(seq._modules):
-        del seq._modules[name]
-    for j, layer in enumerate(out):
-        seq.add_module(str(j), layer)
+def for_training(net: nn.Module, min_channels: int = 128) -> nn.Module:
+    """`net`, in place, with the pairs and triples of fast_generator() whose conv has at least `min_channels`
+    input channels computed by WinogradTrainingConv (below 128 channels direct convolution was as fast)."""
+    return _swap(net, lambda conv, pad, upsample: WinogradTrainingConv(conv, pad, upsample)
+                 if conv.in_channels >= min_channels else None)
+
+
+def _swap(net: nn.Module, conv_of) -> nn.Module:
+    """Replace, in every nn.Sequential of `net`, each (pad, conv) pair and (upsample, pad, conv) triple for which
+    conv_of(conv, pad mode, upsample) gives a module by that module at the conv's index and nn.Identity at the
+    others, so that indices and parameter names stay."""
+    for seq in [m for m in net.modules() if isinstance(m, nn.Sequential)]:
+        i = 0
+        while i < len(seq):
+            a, b, c = ([seq[j] for j in range(i, min(i + 3, len(seq)))] + [None, None])[:3]
+            if (isinstance(a, nn.Upsample) and a.mode == "nearest" and a.scale_factor in (2, 2.0)
+                    and _is_pad1(b, nn.ReflectionPad2d) and _is_conv3(c)
+                    and (fast := conv_of(c, "replicate", True)) is not None):
+                seq[i], seq[i + 1], seq[i + 2] = nn.Identity(), nn.Identity(), fast
+                i += 3
+            elif (_is_pad1(a, (nn.ReflectionPad2d, nn.ReplicationPad2d)) and _is_conv3(b)
+                  and (fast := conv_of(b, "reflect" if isinstance(a, nn.ReflectionPad2d) else "replicate",
+                                       False)) is not None):
+                seq[i], seq[i + 1] = nn.Identity(), fast
+                i += 2
+            else:
+                i += 1
+    return net
 
 
 def _is_pad1(m, kinds) -> bool:
