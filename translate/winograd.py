@@ -164,21 +164,38 @@ class WinogradTrainingConv(nn.Conv2d):
         super().__init__(conv.in_channels, conv.out_channels, 3, bias=conv.bias is not None, device="meta")
         self.weight, self.bias = conv.weight, conv.bias
         self.pad, self.upsample = pad, upsample
+        self._u, self._u_key = None, None
+
+    def transformed_weight(self, like: torch.Tensor) -> torch.Tensor:
+        """G g G^T for the 36 tile positions, (36, C, K). A training step runs each generator two or three times
+        on the same weights, so with gradients on it is kept until the weights change in place (an optimizer
+        step, a reload) or a backward pass has gone through it (which frees its graph)."""
+        key = (self.weight._version, like.dtype, like.device)
+        if self._u is not None and self._u_key == key and torch.is_grad_enabled():
+            return self._u
+        w = _phase_kernels(self.weight) if self.upsample else self.weight
+        k, c = w.shape[:2]
+        u = (_KG.to(like) @ w.permute(2, 3, 1, 0).reshape(9, c * k)).view(36, c, k)
+        if u.requires_grad:
+            self._u, self._u_key = u, key
+            u.register_hook(self._forget)
+        return u
+
+    def _forget(self, grad: torch.Tensor) -> None:
+        self._u = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        w = _phase_kernels(self.weight) if self.upsample else self.weight
+        u = self.transformed_weight(x)
         n, c, h, width = x.shape
-        k = w.shape[0]
+        k = u.shape[-1]
         th, tw = -(-h // 4), -(-width // 4)
         x = F.pad(x, (1, 1, 1, 1), mode=self.pad)
         if (th * 4, tw * 4) != (h, width):
             x = F.pad(x, (0, tw * 4 - width, 0, th * 4 - h))
         p = n * th * tw
         d = _Tiles.apply(x.permute(0, 2, 3, 1))
-        kb, kg, ka = (m.to(x) for m in (_KB, _KG, _KA))
-        u = (kg @ w.permute(2, 3, 1, 0).reshape(9, c * k)).view(36, c, k)
-        m = torch.bmm((kb @ d).view(36, p, c), u)
-        y = (ka @ m.view(36, p * k)).view(4, 4, n, th, tw, k).permute(2, 3, 0, 4, 1, 5)
+        m = torch.bmm((_KB.to(x) @ d).view(36, p, c), u)
+        y = (_KA.to(x) @ m.view(36, p * k)).view(4, 4, n, th, tw, k).permute(2, 3, 0, 4, 1, 5)
         y = y.reshape(n, th * 4, tw * 4, k)[:, :h, :width]
         if self.upsample:  # phase-major channels interleaved into the 2x output (pixel shuffle)
             y = y.reshape(n, h, width, 2, 2, k // 4).permute(0, 1, 3, 2, 4, 5).reshape(n, 2 * h, 2 * width, k // 4)
