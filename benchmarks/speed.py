@@ -4,7 +4,8 @@ Baseline: the loop of the reference PyTorch CycleGAN (`CycleGANModel.optimize_pa
 one G step then one D step, ResNet-9 generators with transposed-conv upsampling, 70x70 PatchGANs, LSGAN, cycle
 and identity L1, image pools. Fast path: `translate.trainer.Trainer` with its defaults for the device
 (bf16 autocast and channels-last where the hardware has bf16, Winograd convolutions on a CPU in fp32,
-torch.compile and fused Adam on CUDA) and a larger batch. Both run alternately, so a change in machine load hits both alike.
+torch.compile and fused Adam on CUDA) and a larger batch. Both run alternately, so a change in machine load hits
+both alike.
 
     python benchmarks/speed.py                  # CPU: training at 64 and 128 px, inference at 256 and 1024 px
     python benchmarks/speed.py --sizes 64 128 256 --device cuda

@@ -147,12 +147,16 @@ class _Tiles(torch.autograd.Function):
         th, tw = (height - 2) // 4, (width - 2) // 4
         grad = grad.view(6, 6, n, th, tw, c)
         out = grad.new_zeros(n, th + 1, 4, tw + 1, 4, c)  # (tile, row in tile): row 4i + 4, 5 is 4(i+1) + 0, 1
-        def parts(t: int) -> tuple:  # (tile rows, their tiles, offsets in the tile): first 4 rows, last 2
-            return (slice(0, 4), slice(0, t), slice(0, 4)), (slice(4, 6), slice(1, t + 1), slice(0, 2))
-        for rows, row_tiles, row_offsets in parts(th):
-            for cols, col_tiles, col_offsets in parts(tw):
+        for rows, row_tiles, row_offsets in _tile_parts(th):
+            for cols, col_tiles, col_offsets in _tile_parts(tw):
                 out[:, row_tiles, row_offsets, col_tiles, col_offsets] += grad[rows, cols].permute(2, 3, 0, 4, 1, 5)
         return out.view(n, 4 * th + 4, 4 * tw + 4, c)[:, :height, :width]
+
+
+def _tile_parts(tiles: int) -> tuple:
+    """(rows of a tile, the tiles they land in, their offsets there): a tile's first 4 rows land in its own block
+    of 4, its last 2 in the first 2 rows of the next block."""
+    return (slice(0, 4), slice(0, tiles), slice(0, 4)), (slice(4, 6), slice(1, tiles + 1), slice(0, 2))
 
 
 class WinogradTrainingConv(nn.Conv2d):
@@ -225,7 +229,8 @@ def fast_generator(net: nn.Module, min_channels: int = 32) -> nn.Module:
 
 def for_training(net: nn.Module, min_channels: int = 128) -> nn.Module:
     """`net`, in place, with the pairs and triples of fast_generator() whose conv has at least `min_channels`
-    input channels computed by WinogradTrainingConv (below 128 channels direct convolution was as fast)."""
+    input channels computed by WinogradTrainingConv (below 128 channels direct convolution was as fast or
+    faster: 31 against 41 ms a forward + backward at 64 x 64 x 64, batch 4)."""
     return _swap(net, lambda conv, pad, upsample: WinogradTrainingConv(conv, pad, upsample)
                  if conv.in_channels >= min_channels else None)
 
