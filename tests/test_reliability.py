@@ -357,8 +357,11 @@ def _rgb_file(path: Path, colour: str) -> Path:
 
 
 def test_apply_outputs_of_same_named_inputs_never_collide(model, tmp_path, capsys):
-    for i, colour in enumerate(("red", "green", "blue")):
-        _rgb_file(tmp_path / f"d{i}" / "x.png", colour)
+    for i, colour in enumerate(("red", "green", "blue")):  # a square in a different place in each: a flat image
+        image = _rgb_file(tmp_path / f"d{i}" / "x.png", "white")  # would be one flat output through instance norm
+        with Image.open(image) as im:
+            im.paste(colour, (4 * i, 4 * i, 4 * i + 6, 4 * i + 6))
+            im.save(image)
     out = tmp_path / "o"
     code, stdout, _ = run(["apply", str(model), *(str(tmp_path / f"d{i}") for i in range(3)), "--out", str(out)],
                           capsys)
