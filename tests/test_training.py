@@ -58,6 +58,24 @@ def test_each_recipe_learns_the_toy_mapping(toy_root, tmp_path, recipe, override
     assert float(np.median([r[1] for r in ratios])) < vs_nothing, ratios
 
 
+@pytest.mark.parametrize("g_norm", ["instance", "batch"])
+def test_one_generator_call_on_both_batches_equals_two_calls(toy_root, tmp_path, g_norm):
+    """The step runs each generator once on its translation and identity batches joined; in float64 that must be
+    exactly two calls' result, and with batch norm (statistics over the batch) it must not join at all."""
+    trainer = Trainer(tiny_config(DEFAULT_RECIPE, data=str(toy_root), g_norm=g_norm), tmp_path / "run")
+    torch.manual_seed(0)
+    for net in (trainer.g_ab, trainer.g_ba):
+        net.double()
+        with torch.no_grad():
+            for p in net.parameters():  # the residual generators start as the identity: give them a real change
+                p.add_(torch.randn_like(p) * 0.1)
+    a, b = torch.rand(2, 4, 3, 32, 32, dtype=torch.float64) * 2 - 1
+    separate = trainer.g_ab(a), trainer.g_ba(b), trainer.g_ba(a), trainer.g_ab(b)
+    for joined, alone in zip(trainer._translate(a, b, with_identity=True), separate):
+        assert (joined - a).abs().max() > 0.01 or (joined - b).abs().max() > 0.01
+        torch.testing.assert_close(joined, alone, rtol=0, atol=1e-12)
+
+
 def test_stabilizers_all_run_together(toy_root, tmp_path):
     cfg = tiny_config("cyclegan", data=str(toy_root), max_steps=4, adversarial="hinge", spectral_norm=True,
                       label_smoothing=0.1, r1_weight=1.0, feature_matching=1.0, d_steps=2, g_steps=2, ema=0.9,
