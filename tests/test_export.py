@@ -10,8 +10,9 @@ from test_inference import make_model
 from translate.cli import main
 
 
-@pytest.mark.parametrize("fields", [{}, {"generator": "unet", "unet_depth": 3, "g_norm": "batch"}],
-                         ids=["resnet", "unet"])
+@pytest.mark.parametrize("fields", [{}, {"generator": "unet", "unet_depth": 3, "g_norm": "batch"},
+                                    {"residual": True}, {"residual": True, "mask": True}],
+                         ids=["resnet", "unet", "residual", "residual-mask"])
 def test_onnx_export_has_dynamic_size_and_matches_pytorch(tmp_path, capsys, fields):
     translator = make_model(tmp_path / "model.safetensors", **fields)
     path = tmp_path / "out" / "model.onnx"

@@ -14,10 +14,14 @@ from translate.tiling import receptive_radius
 
 def make_model(path, seed: int = 0, half: bool = False, meta: dict | None = None, **model_fields) -> Translator:
     """A tiny untrained model artifact at `path` (ResNet, ngf 8, one block unless overridden, metadata as a
-    trained model's plus `meta`); its Translator."""
+    trained model's plus `meta`; a residual one's head drawn at random); its Translator."""
     model = ModelConfig(**{"ngf": 8, "n_blocks": 1, **model_fields})
     torch.manual_seed(seed)
     nets = {name: build_generator(model).eval() for name in ("g_ab", "g_ba")}
+    for net in nets.values():  # a residual generator starts as the identity: give its zero head a change to make
+        head = [m for m in net.modules() if isinstance(m, torch.nn.Conv2d)][-1] if model.residual else None
+        if head is not None:
+            torch.nn.init.normal_(head.weight, 0, 0.02)
     if half:
         nets = {name: net.half() for name, net in nets.items()}
     export_model(path, nets, {"model": dataclasses.asdict(model), "image_size": 32, "domains": ["cats", "dogs"],

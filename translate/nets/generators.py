@@ -117,19 +117,35 @@ class ResidualGenerator(nn.Module):
 
     That conv starts at zero, so the untrained net is the identity: training starts from "input unchanged" and
     only learns what differs between the domains, which keeps shapes and colours the domains share. A clamp, not
-    a Tanh: near-white and near-black pixels keep their full gradient (tanh(atanh(x) + r) saturates there)."""
+    a Tanh: near-white and near-black pixels keep their full gradient (tanh(atanh(x) + r) saturates there).
+    With `mask` the last conv has one more output, a per-pixel gate: output = clamp(input + sigmoid(gate) *
+    change), so a region the net leaves alone can stay exactly as it was (the gate saturates at 0)."""
 
-    def __init__(self, net: nn.Module):
+    def __init__(self, net: nn.Module, mask: bool = False):
         super().__init__()
-        convs = [m for m in net.modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))]
+        convs = [name for name, m in net.named_modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))]
         tanhs = [name for name, m in net.named_modules() if isinstance(m, nn.Tanh)]
         if not tanhs:
             raise ValueError("a residual generator wraps a net that ends in Tanh")
         net.get_submodule(tanhs[-1].rpartition(".")[0]).register_module(tanhs[-1].rpartition(".")[2], nn.Identity())
-        nn.init.zeros_(convs[-1].weight)
-        if convs[-1].bias is not None:
-            nn.init.zeros_(convs[-1].bias)
-        self.body = net
+        last = net.get_submodule(convs[-1])
+        if mask:
+            if type(last) is not nn.Conv2d:
+                raise ValueError("--mask needs a generator whose last layer is a convolution, not a transposed one")
+            parent, _, name = convs[-1].rpartition(".")
+            last = nn.Conv2d(last.in_channels, last.out_channels + 1, last.kernel_size, last.stride, last.padding,
+                             last.dilation, bias=last.bias is not None, padding_mode=last.padding_mode)
+            net.get_submodule(parent).register_module(name, last)
+        nn.init.zeros_(last.weight)
+        if last.bias is not None:
+            nn.init.zeros_(last.bias)
+        self.body, self.mask = net, mask
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return (x + self.body(x)).clamp(-1, 1)
+        change = self.body(x)
+        if self.mask:
+            change = torch.sigmoid(change[:, -1:]) * change[:, :-1]
+        # Both cut to the smaller size: the same size whenever the net fits, but torch.export (ONNX with dynamic
+        # height and width) cannot prove that and refused to trace a plain `x + change`.
+        h, w = min(x.shape[-2], change.shape[-2]), min(x.shape[-1], change.shape[-1])
+        return (x[..., :h, :w] + change[..., :h, :w]).clamp(-1, 1)
