@@ -110,6 +110,8 @@ CANDIDATES = {
                "cycle loss: no lasso)"),
     "ngf32": (DEFAULT_RECIPE, dict(ngf=32), "the default with twice the generator width (128-channel residual "
               "blocks, where Winograd training convolutions start)"),
+    "mask": (DEFAULT_RECIPE, dict(mask=True), "the default with a learned mask gating each generator's change "
+             "(attention-guided, Mejjati et al. 2018): regions left alone can stay exactly as they were"),
     "id-1": (DEFAULT_RECIPE, dict(lambda_identity=1.0), "the default with identity weight 1 (squared)"),
     "residual-l2": ("cyclegan", dict(batch_size=4, ema=0.999, residual=True, lambda_identity=0.0, recon_loss="l2"),
                     "residual-noid with a squared (L2) cycle loss"),

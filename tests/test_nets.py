@@ -1,3 +1,6 @@
+import copy
+import dataclasses
+
 import pytest
 import torch
 from torch import nn
@@ -83,6 +86,35 @@ def test_residual_generator_starts_as_the_identity_and_learns_a_clamped_change(g
         last.weight.fill_(1.0)  # a change far beyond the image range is clamped into it
         out = g(x)
     assert out.abs().max() == 1.0 and not torch.equal(out, x)
+
+
+@pytest.mark.parametrize("generator", ["resnet", "unet"])
+def test_masked_residual_generator_leaves_gated_off_pixels_exactly_alone(generator, tmp_path):
+    """--mask: one more output channel gates the change; where the gate is shut the output is the input bit for bit,
+    however large the change, and the model file round-trips through the Translator."""
+    from translate.checkpoint import export_model
+    from translate.inference import Translator
+    cfg = ModelConfig(generator=generator, ngf=8, n_blocks=1, unet_depth=3, residual=True, mask=True)
+    g = build_generator(cfg)
+    x = torch.rand(2, 3, 32, 32) * 2 - 1
+    assert torch.equal(g(x), x)
+    last = [m for m in g.modules() if isinstance(m, nn.Conv2d)][-1]
+    assert last.out_channels == 4
+    with torch.no_grad():
+        last.weight.normal_(0, 0.05)  # a real change on the three colour channels, and a varying gate
+        last.bias.copy_(torch.tensor([0.0, 0.0, 0.0, -40.0]))  # ...shut everywhere
+        assert torch.equal(g(x), x)
+        last.bias[3] = 0.0
+        out = g(x)
+    gate = torch.sigmoid(g.body(x)[:, 3:]).detach()
+    assert 0.05 < float(gate.min()) and float(gate.max()) < 0.95 and not torch.equal(out, x)
+    export_model(tmp_path / "m.safetensors", {"g_ab": g.eval(), "g_ba": copy.deepcopy(g)},
+                 {"model": dataclasses.asdict(cfg), "image_size": 32})
+    t = Translator.from_file(tmp_path / "m.safetensors", device="cpu", precision="fp32", backend="torch")
+    torch.testing.assert_close(t.translate_tensor(x, "a2b"), out)
+    with pytest.raises(ValueError, match="--mask"):
+        build_generator(ModelConfig(ngf=8, n_blocks=1, upsample="transpose", generator="unet", unet_depth=3,
+                                    residual=True, mask=True))
 
 
 @pytest.mark.parametrize("generator,depths", [("resnet", [6]), ("unet", [2, 3, 4]), ("encoder-decoder", [2, 3, 4])])

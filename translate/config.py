@@ -30,6 +30,8 @@ class ModelConfig:
     upsample: str = opt("resize-conv", "generator upsampling", UPSAMPLINGS)
     residual: bool = opt(False, "generator learns a change to its input (output = input + change, clamped to "
                          "[-1, 1]; the change starts at zero, so training starts from the identity)")
+    mask: bool = opt(False, "with --residual, a learned per-pixel mask gates the change (output = input + "
+                     "sigmoid(mask) * change; attention-guided translation, Mejjati et al. 2018, arXiv:1806.02311)")
     discriminator: str = opt("patchgan", "discriminator net: patchgan (a logit per patch) | dcgan (one logit an "
                              "image, DiscoGAN's)", tuple(DISCRIMINATORS))
     ndf: int = opt(64, "discriminator width")

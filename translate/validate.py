@@ -46,6 +46,8 @@ def check_config(cfg: Config) -> None:
     if cfg.train.lambda_nce and cfg.model.n_blocks < 2:
         raise ValueError(f"--lambda-nce compares two residual blocks' features; --n-blocks {cfg.model.n_blocks} "
                          "has fewer (use 2 or more)")
+    if cfg.model.mask and not cfg.model.residual:
+        raise ValueError("--mask gates a residual generator's change: it needs --residual")
     if cfg.train.nce_identity and not cfg.train.lambda_nce:
         raise ValueError("--nce-identity weighs a PatchNCE term: it needs --lambda-nce above 0")
     check_nets_fit(cfg)
