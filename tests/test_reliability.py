@@ -548,7 +548,9 @@ def test_a_data_url_upload_is_checked_before_anything_decodes_it(model, monkeypa
     (["--generator", "unet"], ["--crop-size 32 does not fit a U-Net of depth 6", "multiples of 64"]),
     (["--model", "dualgan", "--paper-nets"], ["--crop-size 32 does not fit a U-Net of depth 8"]),
     (["--n-layers", "5"], ["--crop-size 32 is too small for a PatchGAN with --n-layers 5"]),
-    (["--model", "cyclegan", "--mask"], ["--mask gates a residual generator's change: it needs --residual"]),
+    (["--mask", "--model", "cyclegan"], ["--mask gates a residual generator's change: it needs --residual"]),
+    (["--upsample", "transpose", "--generator", "unet", "--unet-depth", "3", "--mask"],
+     ["--mask needs a generator that ends in a convolution, not a transposed one (use --upsample resize-conv)"]),
 ], ids=lambda v: v[0] if isinstance(v, list) and v and v[0].startswith("--") else None)
 def test_every_bad_training_flag_is_one_line_before_any_folder(flags, parts, toy_root, tmp_path, capsys):
     if "cuda" in flags and torch.cuda.is_available():

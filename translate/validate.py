@@ -69,8 +69,9 @@ def check_nets_fit(cfg: Config) -> None:
         raise ValueError(f"--crop-size {size} does not fit {what}: image sides must be multiples of {multiple}, "
                          f"at least {minimum}; choose another --crop-size or --unet-depth")
     with torch.random.fork_rng(devices=[]), torch.no_grad():
+        generator = build_generator(thin)  # its own errors are about the flags, not the size
         try:  # in training mode, at the batch size: batch norm at a 1x1 bottleneck needs a batch of 2 or more
-            build_generator(thin)(x)
+            generator(x)
         except (RuntimeError, ValueError) as exc:
             raise ValueError(f"--crop-size {size} with --batch-size {cfg.train.batch_size} does not fit the "
                              f"{m.generator} generator: {str(exc).splitlines()[0]}") from None

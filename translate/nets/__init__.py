@@ -42,7 +42,7 @@ def build_generator(cfg) -> nn.Module:
     """A generator from a ModelConfig, initialised N(0, cfg.init_gain); with cfg.residual, wrapped to learn a
     change to its input that starts at zero."""
     net = init_weights(_pick(GENERATORS, cfg.generator, "generator")(cfg), cfg.init_gain)
-    return ResidualGenerator(net, getattr(cfg, "mask", False)) if cfg.residual else net
+    return ResidualGenerator(net, cfg.mask) if cfg.residual else net
 
 
 def size_rule(cfg) -> tuple[int, int]:

@@ -131,7 +131,8 @@ class ResidualGenerator(nn.Module):
         last = net.get_submodule(convs[-1])
         if mask:
             if type(last) is not nn.Conv2d:
-                raise ValueError("--mask needs a generator whose last layer is a convolution, not a transposed one")
+                raise ValueError("--mask needs a generator that ends in a convolution, not a transposed one "
+                                 "(use --upsample resize-conv)")
             parent, _, name = convs[-1].rpartition(".")
             last = nn.Conv2d(last.in_channels, last.out_channels + 1, last.kernel_size, last.stride, last.padding,
                              last.dilation, bias=last.bias is not None, padding_mode=last.padding_mode)
