@@ -3,6 +3,7 @@
     python benchmarks/quality.py                    # the default budget (about 30 min a candidate on 2 CPU cores)
     python benchmarks/quality.py --quick            # a sixth of it, for iteration
     python benchmarks/quality.py --sets glyphs --candidates baseline default
+    python benchmarks/quality.py --quick --size 128 --candidates default   # at 128 px: docs/quality_128px.md
 
 Each candidate is trained unpaired on a set's trainA/trainB for the same number of training images (steps x batch),
 with the same small nets; its exported model then translates testA (A -> B) and is scored against testB, the
@@ -35,29 +36,34 @@ from translate.inference import Translator  # noqa: E402
 from translate.metrics import hue_histogram, hue_distance, paired_metrics  # noqa: E402
 from translate.recipes import DEFAULT_RECIPE, recipe_config  # noqa: E402
 
-SIZE = 64
+SIZE = 64  # the default image size; --size measures at another (sets, nets' crop, results and page follow)
 BUILD = ROOT / "datasets" / "_build"
-# Equal nets for every candidate: small enough for a CPU, as a user would start.
-NETS = dict(ngf=16, ndf=32, n_blocks=6, load_size=72, crop_size=SIZE)
+
+
+def nets(size: int) -> dict:
+    """Equal nets for every candidate: small enough for a CPU, as a user would start."""
+    return dict(ngf=16, ndf=32, n_blocks=6, load_size=size * 9 // 8, crop_size=size)
+
+
 BUDGETS = {"default": 12_000, "quick": 3_000}  # training images seen per candidate (steps x batch)
 
 
-def build_set(name: str) -> Path:
+def build_set(name: str, size: int) -> Path:
     """The data set's root (built on first use into datasets/_build/, git-ignored)."""
     import build_emoji
     import build_glyphs
-    root = BUILD / f"{name}{SIZE}"
+    root = BUILD / f"{name}{size}"
     if (root / "testB").is_dir():
         return root
     tmp = root.with_name(root.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
     if name == "openmoji":
-        build_emoji.build_openmoji(tmp, SIZE)
+        build_emoji.build_openmoji(tmp, size)
     elif name == "emoji-style":
-        build_emoji.build_style(tmp, SIZE, full=True)
+        build_emoji.build_style(tmp, size, full=True)
     elif name == "glyphs":
         cyrillic = "".join(map(chr, range(0x410, 0x450)))
-        build_glyphs.build_glyphs(tmp, SIZE, build_glyphs.CHARACTERS + cyrillic, test_fraction=0.2)
+        build_glyphs.build_glyphs(tmp, size, build_glyphs.CHARACTERS + cyrillic, test_fraction=0.2)
     tmp.rename(root)
     return root
 
@@ -68,7 +74,7 @@ SETS = {"openmoji": "OpenMoji line art -> colour", "emoji-style": "Noto -> Twemo
 # name -> (recipe, overrides, what it is). "baseline" is the reference CycleGAN's configuration.
 BEFORE = dict(d_norm="instance", r1_weight=0.1)  # the default's critics until 2026-12-01
 
-SHEET = ("baseline", "in-norm", "default")  # a sheet's columns between input and truth, where trained
+SHEET = ("baseline", "default")  # a sheet's columns between input and truth, where trained
 
 CANDIDATES = {
     "baseline": ("cyclegan", dict(upsample="transpose", adversarial="lsgan", batch_size=1, ema=0.0),
@@ -113,15 +119,19 @@ CANDIDATES = {
     "mask": (DEFAULT_RECIPE, dict(mask=True), "the default with a learned mask gating each generator's change "
              "(attention-guided, Mejjati et al. 2018): regions left alone can stay exactly as they were"),
     "id-1": (DEFAULT_RECIPE, dict(lambda_identity=1.0), "the default with identity weight 1 (squared)"),
+    "d-layers2": (DEFAULT_RECIPE, dict(n_layers=2), "the default with 34x34-pixel critic patches (n_layers 2): at "
+                  "64 px the 70x70 PatchGAN sees the whole image"),
+    "d-layers1": (DEFAULT_RECIPE, dict(n_layers=1), "the default with 16x16-pixel critic patches (n_layers 1): the "
+                  "reference's 70 px patch on a 256 px image, scaled to 64 px"),
     "residual-l2": ("cyclegan", dict(batch_size=4, ema=0.999, residual=True, lambda_identity=0.0, recon_loss="l2"),
                     "residual-noid with a squared (L2) cycle loss"),
 }
 
 
-def train(set_name: str, root: Path, candidate: str, images: int, run_dir: Path) -> dict:
+def train(root: Path, candidate: str, images: int, size: int, run_dir: Path) -> dict:
     from translate.trainer import Trainer
     recipe, overrides, _ = CANDIDATES[candidate]
-    cfg = recipe_config(recipe).update({**NETS, **overrides, "data": str(root), "sample_every": 10**9,
+    cfg = recipe_config(recipe).update({**nets(size), **overrides, "data": str(root), "sample_every": 10**9,
                                         "log_every": 50, "n_samples": 4, "workers": 0})
     cfg.train.max_steps = max(1, images // cfg.train.batch_size)
     cfg.train.save_every = cfg.train.max_steps
@@ -152,9 +162,9 @@ def score(outputs: torch.Tensor, inputs: torch.Tensor, truth: torch.Tensor) -> d
             "ssim_background": float(ssim_map.mean(1)[background].mean())}
 
 
-def test_pairs(root: Path) -> tuple[list[str], torch.Tensor, torch.Tensor]:
-    names_a, a = load_folder(root / "testA", SIZE)
-    names_b, b = load_folder(root / "testB", SIZE)
+def test_pairs(root: Path, size: int) -> tuple[list[str], torch.Tensor, torch.Tensor]:
+    names_a, a = load_folder(root / "testA", size)
+    names_b, b = load_folder(root / "testB", size)
     common = sorted(set(names_a) & set(names_b))
     pick = lambda names, x: x[[names.index(n) for n in common]]  # noqa: E731
     return common, pick(names_a, a), pick(names_b, b)
@@ -186,10 +196,15 @@ METRICS = (("l1", "L1 ↓", 4, min), ("psnr", "PSNR ↑", 2, max), ("ssim", "SSI
 START, END = "<!-- written by benchmarks/quality.py: start -->", "<!-- written by benchmarks/quality.py: end -->"
 
 
-def write_doc(results: dict, mode: str, path: Path) -> None:
+def sheet_name(set_name: str, size: int) -> str:
+    return f"quality_{set_name}{'' if size == SIZE else f'_{size}px'}.png"
+
+
+def write_doc(results: dict, mode: str, size: int, path: Path) -> None:
     lines = ["Written by `python benchmarks/quality.py" + (" --quick" if mode == "quick" else "")
+             + ("" if size == SIZE else f" --size {size}")
              + "`: each candidate trained unpaired at the same budget (training images seen), with the same nets "
-             f"({', '.join(f'{k} {v}' for k, v in NETS.items())}), on this 2-core CPU; scored A -> B against the "
+             f"({', '.join(f'{k} {v}' for k, v in nets(size).items())}), on this 2-core CPU; scored A -> B against the "
              "test pairs' truth. L1 on the 0-1 scale. Colour: *hue* is the distance in degrees between the "
              "chroma-weighted hue histograms of output and truth (0 = the same colours; n/a for black and white); "
              "*chroma* is the output's total colourfulness over the truth's (1 = as colourful, 0 = grey). "
@@ -210,7 +225,7 @@ def write_doc(results: dict, mode: str, path: Path) -> None:
                      for key, _, digits, _ in METRICS]
             extra = f"{r['images']} | {r['minutes']:.1f}" if name in models else " | "
             lines.append(f"| {name} | {' | '.join(cells)} | {extra} |")
-        lines += ["", f"![{set_name}](img/quality_{set_name}.png)", "",
+        lines += ["", f"![{set_name}](img/{sheet_name(set_name, size)})", "",
                   f"Rows: test pairs; columns: input | {' | '.join(c for c in SHEET if c in models)} | truth."]
     generated = "\n".join([START, *lines, END])
     text = path.read_text() if path.is_file() else ""
@@ -240,20 +255,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--candidates", nargs="*", choices=CANDIDATES, default=list(CANDIDATES),
                         help="train these (others keep their stored results); none: rewrite the doc and sheets")
     parser.add_argument("--images", type=int, help="override the budget (training images seen)")
-    parser.add_argument("--doc", type=Path, default=ROOT / "docs" / "quality.md")
+    parser.add_argument("--size", type=int, default=SIZE, help=f"image size in pixels (default {SIZE})")
+    parser.add_argument("--doc", type=Path, help="page to write (default docs/quality.md, "
+                        "docs/quality_SIZEpx.md at another --size)")
     args = parser.parse_args(argv)
+    if args.size < 32 or args.size % 16:
+        parser.error(f"--size {args.size}: give a multiple of 16, at least 32")
     mode = "quick" if args.quick else "default"
     images = args.images or BUDGETS[mode]
-    out = ROOT / "runs" / "quality" / mode
+    suffix = "" if args.size == SIZE else f"_{args.size}px"
+    doc = args.doc or ROOT / "docs" / f"quality{suffix}.md"
+    out = ROOT / "runs" / "quality" / (mode + suffix)
     results_path = out / "results.json"
     for set_name in args.sets:
-        root = build_set(set_name)
-        names, inputs, truth = test_pairs(root)
+        root = build_set(set_name, args.size)
+        names, inputs, truth = test_pairs(root, args.size)
         results = save_result(results_path, set_name,
                               {"input unchanged": {**score(inputs, inputs, truth), "n": len(names)}})
         for candidate in args.candidates:
             run_dir = out / set_name / candidate
-            info = train(set_name, root, candidate, images, run_dir)
+            info = train(root, candidate, images, args.size, run_dir)
             row = {**score(translate(run_dir / "model.safetensors", inputs), inputs, truth), **info}
             print(json.dumps({"set": set_name, "candidate": candidate, **row}), flush=True)
             results = save_result(results_path, set_name, {candidate: row})
@@ -264,8 +285,8 @@ def main(argv: list[str] | None = None) -> int:
             if candidate in rows and model.is_file():
                 columns[candidate] = translate(model, inputs)
         columns["truth"] = truth
-        sample_sheet(args.doc.parent / "img" / f"quality_{set_name}.png", columns)
-    write_doc(results, mode, args.doc)
+        sample_sheet(doc.parent / "img" / sheet_name(set_name, args.size), columns)
+    write_doc(results, mode, args.size, doc)
     return 0
 
 
