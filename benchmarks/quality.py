@@ -72,16 +72,18 @@ SETS = {"openmoji": "OpenMoji line art -> colour", "emoji-style": "Noto -> Twemo
         "glyphs": "DejaVu Sans -> DejaVu Serif (same glyph)"}
 
 # name -> (recipe, overrides, what it is). "baseline" is the reference CycleGAN's configuration.
+BASELINE = dict(upsample="transpose", adversarial="lsgan", batch_size=1, ema=0.0)  # the reference's configuration
 BEFORE = dict(d_norm="instance", r1_weight=0.1)  # the default's critics until 2026-12-01
 
 SHEET = ("baseline", "default")  # a sheet's columns between input and truth, where trained
 
 CANDIDATES = {
-    "baseline": ("cyclegan", dict(upsample="transpose", adversarial="lsgan", batch_size=1, ema=0.0),
+    "baseline": ("cyclegan", BASELINE,
                  "reference CycleGAN configuration: transposed conv, LSGAN, batch 1, no EMA"),
     "default": (DEFAULT_RECIPE, {}, f"`translate train` without --model: {DEFAULT_RECIPE} (residual generators, "
                 "L2 cycle loss, identity loss 0.1, batch 4, EMA 0.999, critics without instance norm, R1 1)"),
     "default-seed1": (DEFAULT_RECIPE, {"seed": 1}, "the default with another seed"),
+    "baseline-seed1": ("cyclegan", {**BASELINE, "seed": 1}, "the baseline with another seed"),
     "in-norm": (DEFAULT_RECIPE, BEFORE, "the default until 2026-12-01: critics with instance norm, R1 0.1"),
     "in-norm-seed1": (DEFAULT_RECIPE, {**BEFORE, "seed": 1}, "in-norm with another seed: how far two runs of one "
                       "recipe land apart"),
