@@ -114,6 +114,8 @@ CANDIDATES = {
     "lr-half": (DEFAULT_RECIPE, dict(lr_g=1e-4, lr_d=1e-4), "the default at half the learning rates (lr-x2 was "
                 "worse on every figure)"),
     "r1-4": (DEFAULT_RECIPE, dict(r1_weight=4.0), "the default with R1 weight 4 (1 smoothed fills more than 0.1)"),
+    "r1-0.3": (DEFAULT_RECIPE, dict(r1_weight=0.3), "the default with R1 weight 0.3 (measured at 128 px, where R1 "
+               "on summed patch logits bites harder)"),
     "id-0.5": (DEFAULT_RECIPE, dict(lambda_identity=0.5), "the default with identity weight 0.5 (squared, as the "
                "cycle loss: no lasso)"),
     "ngf32": (DEFAULT_RECIPE, dict(ngf=32), "the default with twice the generator width (128-channel residual "
