@@ -38,14 +38,12 @@ from translate.recipes import DEFAULT_RECIPE, recipe_config  # noqa: E402
 
 SIZE = 64  # the default image size; --size measures at another (sets, nets' crop, results and page follow)
 BUILD = ROOT / "datasets" / "_build"
+BUDGETS = {"default": 12_000, "quick": 3_000}  # training images seen per candidate (steps x batch)
 
 
 def nets(size: int) -> dict:
     """Equal nets for every candidate: small enough for a CPU, as a user would start."""
     return dict(ngf=16, ndf=32, n_blocks=6, load_size=size * 9 // 8, crop_size=size)
-
-
-BUDGETS = {"default": 12_000, "quick": 3_000}  # training images seen per candidate (steps x batch)
 
 
 def build_set(name: str, size: int) -> Path:
@@ -208,8 +206,8 @@ def write_doc(results: dict, mode: str, size: int, path: Path) -> None:
     lines = ["Written by `python benchmarks/quality.py" + (" --quick" if mode == "quick" else "")
              + ("" if size == SIZE else f" --size {size}")
              + "`: each candidate trained unpaired at the same budget (training images seen), with the same nets "
-             f"({', '.join(f'{k} {v}' for k, v in nets(size).items())}), on this 2-core CPU; scored A -> B against the "
-             "test pairs' truth. L1 on the 0-1 scale. Colour: *hue* is the distance in degrees between the "
+             f"({', '.join(f'{k} {v}' for k, v in nets(size).items())}), on this 2-core CPU; scored A -> B against "
+             "the test pairs' truth. L1 on the 0-1 scale. Colour: *hue* is the distance in degrees between the "
              "chroma-weighted hue histograms of output and truth (0 = the same colours; n/a for black and white); "
              "*chroma* is the output's total colourfulness over the truth's (1 = as colourful, 0 = grey). "
              "Best model value per column in bold.", "", "| candidate | what it is |", "|---|---|"]
@@ -269,6 +267,8 @@ def main(argv: list[str] | None = None) -> int:
     images = args.images or BUDGETS[mode]
     suffix = "" if args.size == SIZE else f"_{args.size}px"
     doc = args.doc or ROOT / "docs" / f"quality{suffix}.md"
+    if doc.is_file() and START not in doc.read_text():  # never overwrite a page this script did not write
+        parser.error(f"{doc} exists and has no section written by this script; give --doc a new file")
     out = ROOT / "runs" / "quality" / (mode + suffix)
     results_path = out / "results.json"
     for set_name in args.sets:
