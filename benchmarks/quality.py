@@ -71,7 +71,8 @@ SETS = {"openmoji": "OpenMoji line art -> colour", "emoji-style": "Noto -> Twemo
 
 # name -> (recipe, overrides, what it is). "baseline" is the reference CycleGAN's configuration.
 BASELINE = dict(upsample="transpose", adversarial="lsgan", batch_size=1, ema=0.0)  # the reference's configuration
-BEFORE = dict(d_norm="instance", r1_weight=0.1)  # the default's critics until 2026-12-01
+R1_1 = dict(r1_weight=1.0, lambda_smooth=0.0)  # the default from 2026-12-01 to 2026-12-02: R1 1, no smoothness
+BEFORE = dict(d_norm="instance", r1_weight=0.1, lambda_smooth=0.0)  # the default's critics until 2026-12-01
 
 SHEET = ("baseline", "default")  # a sheet's columns between input and truth, where trained
 
@@ -79,9 +80,12 @@ CANDIDATES = {
     "baseline": ("cyclegan", BASELINE,
                  "reference CycleGAN configuration: transposed conv, LSGAN, batch 1, no EMA"),
     "default": (DEFAULT_RECIPE, {}, f"`translate train` without --model: {DEFAULT_RECIPE} (residual generators, "
-                "L2 cycle loss, identity loss 0.1, batch 4, EMA 0.999, critics without instance norm, R1 1)"),
+                "L2 cycle loss, identity loss 0.1, batch 4, EMA 0.999, critics without instance norm, R1 0.3, "
+                "edge-aware smoothness 1 on the change)"),
     "default-seed1": (DEFAULT_RECIPE, {"seed": 1}, "the default with another seed"),
     "baseline-seed1": ("cyclegan", {**BASELINE, "seed": 1}, "the baseline with another seed"),
+    "r1-1-nosmooth": (DEFAULT_RECIPE, R1_1, "the default until 2026-12-02: R1 1, no smoothness"),
+    "r1-1-nosmooth-seed1": (DEFAULT_RECIPE, {**R1_1, "seed": 1}, "r1-1-nosmooth with another seed"),
     "in-norm": (DEFAULT_RECIPE, BEFORE, "the default until 2026-12-01: critics with instance norm, R1 0.1"),
     "in-norm-seed1": (DEFAULT_RECIPE, {**BEFORE, "seed": 1}, "in-norm with another seed: how far two runs of one "
                       "recipe land apart"),
@@ -105,28 +109,42 @@ CANDIDATES = {
                  "cyclegan's losses, batch 4, EMA, residual generators (start as the identity)"),
     "residual-noid": ("cyclegan", dict(batch_size=4, ema=0.999, residual=True, lambda_identity=0.0),
                       "residual without the identity loss"),
-    "lr-x2": (DEFAULT_RECIPE, dict(lr_g=4e-4, lr_d=4e-4), "the default at twice the learning rates (batch 4: "
-              "square-root scaling of the reference's batch-1 rate)"),
-    "unet": (DEFAULT_RECIPE, dict(generator="unet", unet_depth=4, g_norm="instance"), "the default with U-Net "
-             "generators (4 downsamplings, skip connections at every scale): changes can follow the input's edges"),
-    "lr-half": (DEFAULT_RECIPE, dict(lr_g=1e-4, lr_d=1e-4), "the default at half the learning rates (lr-x2 was "
-                "worse on every figure)"),
-    "r1-4": (DEFAULT_RECIPE, dict(r1_weight=4.0), "the default with R1 weight 4 (1 smoothed fills more than 0.1)"),
-    "r1-0.3": (DEFAULT_RECIPE, dict(r1_weight=0.3), "the default with R1 weight 0.3 (measured at 128 px, where R1 "
-               "on summed patch logits bites harder)"),
-    "id-0.5": (DEFAULT_RECIPE, dict(lambda_identity=0.5), "the default with identity weight 0.5 (squared, as the "
-               "cycle loss: no lasso)"),
-    "ngf32": (DEFAULT_RECIPE, dict(ngf=32), "the default with twice the generator width (128-channel residual "
-              "blocks, where Winograd training convolutions start)"),
-    "mask": (DEFAULT_RECIPE, dict(mask=True), "the default with a learned mask gating each generator's change "
-             "(attention-guided, Mejjati et al. 2018): regions left alone can stay exactly as they were"),
-    "id-1": (DEFAULT_RECIPE, dict(lambda_identity=1.0), "the default with identity weight 1 (squared)"),
-    "d-layers2": (DEFAULT_RECIPE, dict(n_layers=2), "the default with 34x34-pixel critic patches (n_layers 2): at "
-                  "64 px the 70x70 PatchGAN sees the whole image"),
-    "d-layers1": (DEFAULT_RECIPE, dict(n_layers=1), "the default with 16x16-pixel critic patches (n_layers 1): the "
-                  "reference's 70 px patch on a 256 px image, scaled to 64 px"),
+    "lr-x2": (DEFAULT_RECIPE, dict(R1_1, lr_g=4e-4, lr_d=4e-4), "r1-1-nosmooth at twice the learning rates "
+              "(batch 4: square-root scaling of the reference's batch-1 rate)"),
+    "unet": (DEFAULT_RECIPE, dict(R1_1, generator="unet", unet_depth=4, g_norm="instance"), "r1-1-nosmooth with "
+             "U-Net generators (4 downsamplings, skip connections at every scale): changes can follow the input's "
+             "edges"),
+    "lr-half": (DEFAULT_RECIPE, dict(R1_1, lr_g=1e-4, lr_d=1e-4), "r1-1-nosmooth at half the learning rates "
+                "(lr-x2 was worse on every figure)"),
+    "r1-4": (DEFAULT_RECIPE, dict(R1_1, r1_weight=4.0), "r1-1-nosmooth with R1 weight 4 (1 smoothed fills more "
+             "than 0.1)"),
+    "r1-0.3": (DEFAULT_RECIPE, dict(R1_1, r1_weight=0.3), "r1-1-nosmooth with R1 weight 0.3: the default without "
+               "its smoothness term"),
+    "id-0.5": (DEFAULT_RECIPE, dict(R1_1, lambda_identity=0.5), "r1-1-nosmooth with identity weight 0.5 (squared, "
+               "as the cycle loss: no lasso)"),
+    "ngf32": (DEFAULT_RECIPE, dict(R1_1, ngf=32), "r1-1-nosmooth with twice the generator width (128-channel "
+              "residual blocks, where Winograd training convolutions start)"),
+    "mask": (DEFAULT_RECIPE, dict(R1_1, mask=True), "r1-1-nosmooth with a learned mask gating each generator's "
+             "change (attention-guided, Mejjati et al. 2018): regions left alone can stay exactly as they were"),
+    "id-1": (DEFAULT_RECIPE, dict(R1_1, lambda_identity=1.0), "r1-1-nosmooth with identity weight 1 (squared)"),
+    "d-layers2": (DEFAULT_RECIPE, dict(R1_1, n_layers=2), "r1-1-nosmooth with 34x34-pixel critic patches "
+                  "(n_layers 2): at 64 px the 70x70 PatchGAN sees the whole image"),
+    "d-layers1": (DEFAULT_RECIPE, dict(R1_1, n_layers=1), "r1-1-nosmooth with 16x16-pixel critic patches "
+                  "(n_layers 1): the reference's 70 px patch on a 256 px image, scaled to 64 px"),
     "residual-l2": ("cyclegan", dict(batch_size=4, ema=0.999, residual=True, lambda_identity=0.0, recon_loss="l2"),
                     "residual-noid with a squared (L2) cycle loss"),
+    "smooth-1": (DEFAULT_RECIPE, dict(r1_weight=1.0, lambda_smooth=1.0), "r1-1-nosmooth with edge-aware "
+                 "smoothness 1 on each generator's change (--lambda-smooth: flat where the input is flat, free to "
+                 "jump at its edges)"),
+    "smooth-1-seed1": (DEFAULT_RECIPE, dict(r1_weight=1.0, lambda_smooth=1.0, seed=1), "smooth-1 with another seed"),
+    "smooth-2": (DEFAULT_RECIPE, dict(r1_weight=1.0, lambda_smooth=2.0), "r1-1-nosmooth with smoothness 2"),
+    "smooth-5": (DEFAULT_RECIPE, dict(r1_weight=1.0, lambda_smooth=5.0), "r1-1-nosmooth with smoothness 5"),
+    "r1-0.1": (DEFAULT_RECIPE, dict(r1_weight=0.1, lambda_smooth=0.0), "r1-1-nosmooth with R1 0.1 (d-nonorm's "
+               "configuration, rerun 2026-12-02)"),
+    "r1-0.1-smooth-1": (DEFAULT_RECIPE, dict(r1_weight=0.1, lambda_smooth=1.0), "R1 0.1 and edge-aware "
+                        "smoothness 1"),
+    "r1-0.1-smooth-2": (DEFAULT_RECIPE, dict(r1_weight=0.1, lambda_smooth=2.0), "R1 0.1 and edge-aware "
+                        "smoothness 2"),
 }
 
 

@@ -80,3 +80,21 @@ def test_recon_and_feature_matching():
     assert losses.feature_matching_loss(real, fake).item() == pytest.approx(1.0)
     with pytest.raises(ValueError, match="unknown adversarial"):
         losses.d_loss("wgan", a, b)
+
+
+def test_edge_aware_smoothness_lets_a_change_jump_only_at_the_input_edges():
+    """A square outline on white: colour filling its inside, stopping at the outline, costs far less than the same
+    fill spilling 3 px past it (a halo); no change and a uniform change cost nothing. Exact values in float64."""
+    image = torch.ones(1, 3, 16, 16, dtype=torch.float64)
+    image[..., 4, 4:12] = image[..., 11, 4:12] = image[..., 4:12, 4] = image[..., 4:12, 11] = -1.0  # outline
+    assert losses.edge_aware_smoothness(image, image) == 0
+    assert losses.edge_aware_smoothness(image - 0.5, image) == 0
+    inside, spill = image.clone(), image.clone()
+    inside[:, 2, 5:11, 5:11] -= 1.0  # fill the inside, blue channel down: yellow
+    spill[:, 2, 2:14, 2:14] -= 1.0  # the same fill 3 px past the outline, on the white background
+    # inside: the fill's edge lies next to the outline, where the image's own gradient is 2 (weight exp(-20));
+    # spill: its edge lies on flat white (weight 1): per direction 2 edges x 12 pixels of 1/3 (channel mean)
+    # among 16 x 15 gradients
+    flat = 2 * 12 * (1 / 3) / (16 * 15)
+    assert losses.edge_aware_smoothness(spill, image).item() == pytest.approx(2 * flat, rel=1e-12)
+    assert losses.edge_aware_smoothness(inside, image) < 2 * flat * 1e-6

@@ -17,6 +17,7 @@ from conftest import tiny_config
 from translate.data import load_rgb, to_tensor
 from translate.trainer import Trainer
 from translate.monitor import Finding, Monitor, nyquist_peak
+from translate.recipes import DEFAULT_RECIPE
 
 
 def load_domain(folder: Path) -> torch.Tensor:
@@ -232,6 +233,10 @@ def test_identity_mapping_is_learning_nothing_not_staying_near_the_input_by_desi
 
     nothing, raised = run(lambda a, truth: a)
     assert "identity-mapping" in raised and "0% of the way" in nothing.active["identity-mapping"].evidence
+    assert not any("--r1-weight" in r for r in nothing.active["identity-mapping"].remedies)  # cyclegan: no R1
+    with_r1 = Monitor(tiny_config(DEFAULT_RECIPE))  # R1 on: the first remedy is a critic that can see again
+    feed_emoji(with_r1, emoji, 0, 9, lambda a, truth: a)
+    assert with_r1.active["identity-mapping"].remedies[0].startswith("--r1-weight 0.03 ")
     g = torch.Generator().manual_seed(0)
     _, raised = run(lambda a, truth: (a + 0.02 * torch.randn(a.shape, generator=g)).clamp(-1, 1))
     assert "identity-mapping" in raised  # changes, but none towards the target

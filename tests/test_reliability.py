@@ -539,6 +539,7 @@ def test_a_data_url_upload_is_checked_before_anything_decodes_it(model, monkeypa
     (["--g-steps", "0"], ["--g-steps 0 must be 1 or more"]),
     (["--d-steps", "0"], ["--d-steps 0 must be 1 or more"]),
     (["--pool-size", "-1"], ["--pool-size -1 must be 0 or more"]),
+    (["--lambda-smooth", "-1"], ["--lambda-smooth -1.0 must be 0 or more"]),
     (["--ngf", "0"], ["--ngf 0 must be 1 or more"]),
     (["--max-steps", "0"], ["--max-steps 0 must be 1 or more"]),
     (["--epochs", "0"], ["--epochs 0 must be 1 or more"]),

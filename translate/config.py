@@ -69,6 +69,9 @@ class TrainConfig:
     recon_loss: str = opt("l1", "reconstruction (cycle) distance", RECON_LOSSES)
     lambda_cycle: float = opt(10.0, "cycle loss weight, per direction")
     lambda_identity: float = opt(0.5, "identity loss weight, relative to --lambda-cycle (0 = off)")
+    lambda_smooth: float = opt(0.0, "edge-aware smoothness of each generator's change (output - input): its "
+                               "gradients count where the input is flat, not across the input's edges, so "
+                               "changes come as flat regions bounded by the input's outlines (0 = off)")
     lambda_adv: float = opt(1.0, "adversarial loss weight in the generator loss")
     lambda_nce: float = opt(0.0, "PatchNCE loss weight, per direction (CUT's content loss; 0 = off; ResNet "
                             "generator only)")

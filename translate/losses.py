@@ -71,3 +71,14 @@ def feature_matching_loss(real_features: list[torch.Tensor], fake_features: list
     """Distance between the mean intermediate discriminator features of real and fake batches
     (Salimans et al. 2016), summed over layers, the last (the logits) excluded."""
     return sum(F.mse_loss(f.mean(0), r.detach().mean(0)) for r, f in zip(real_features[:-1], fake_features[:-1]))
+
+
+def edge_aware_smoothness(output: torch.Tensor, image: torch.Tensor, sharpness: float = 10.0) -> torch.Tensor:
+    """Mean absolute gradient of the change output - image, each weighted by exp(-sharpness x the image's own
+    gradient there): the change must be flat where the image is flat and may jump at its edges (the edge-aware
+    smoothness term of Godard et al. 2017, arXiv:1609.03677, on a generator's change instead of a depth map)."""
+    def gradients(x):
+        return (x[..., :, 1:] - x[..., :, :-1]).abs().mean(1), (x[..., 1:, :] - x[..., :-1, :]).abs().mean(1)
+    change_x, change_y = gradients(output - image)
+    image_x, image_y = gradients(image)
+    return (change_x * torch.exp(-sharpness * image_x)).mean() + (change_y * torch.exp(-sharpness * image_y)).mean()

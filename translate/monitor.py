@@ -413,7 +413,10 @@ class Monitor:
             return [f"--lambda-identity {max(0.5, t.lambda_identity * 2):g} (the identity loss keeps colour "
                     "composition, Zhu et al. 2017)", f"--lambda-cycle {t.lambda_cycle * 2:g}"]
         if name == "identity-mapping":
-            return [*([f"--lambda-identity {t.lambda_identity / 4:g}"] if t.lambda_identity else []),
+            return [*([f"--r1-weight {t.r1_weight / 10:g} (an R1 penalty this strong can leave the critic unable "
+                        "to tell outputs from real images)"] if t.r1_weight and t.adversarial not in WASSERSTEIN
+                      else []),
+                    *([f"--lambda-identity {t.lambda_identity / 4:g}"] if t.lambda_identity else []),
                     f"--lambda-cycle {t.lambda_cycle / 2:g} (a weaker pull back to the input)",
                     f"--lr-g {t.lr_g * 2:.2g}", capacity]
         raise KeyError(name)

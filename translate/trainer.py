@@ -287,7 +287,7 @@ class Trainer:
             with self._autocast(), torch.set_grad_enabled(update_g):
                 with_identity = bool(t.lambda_identity and t.lambda_cycle)
                 fake_b, fake_a, same_a, same_b = self._translate(real_a, real_b, with_identity)
-                cycle = nce = identity = real_a.new_zeros(())
+                cycle = nce = identity = smooth = real_a.new_zeros(())
                 if t.lambda_cycle:
                     rec_a, rec_b = self.g_ba(fake_b), self.g_ab(fake_a)
                     cycle = t.lambda_cycle * (losses.recon_loss(t.recon_loss, rec_a.float(), real_a)
@@ -304,8 +304,11 @@ class Trainer:
                     identity = t.lambda_cycle * t.lambda_identity * (
                         losses.recon_loss(t.recon_loss, same_a.float(), real_a)
                         + losses.recon_loss(t.recon_loss, same_b.float(), real_b))
+                if t.lambda_smooth:
+                    smooth = t.lambda_smooth * (losses.edge_aware_smoothness(fake_b.float(), real_a)
+                                                + losses.edge_aware_smoothness(fake_a.float(), real_b))
                 loss_g = (adv_w * (t.lambda_adv * (adv_a + adv_b) + t.feature_matching * (fm_a + fm_b))
-                          + rec_w * cycle + identity + nce)
+                          + rec_w * cycle + identity + nce + smooth)
             if self.device.type == "cpu" and not torch.isfinite(loss_g):  # free on CPU; on CUDA at log/save
                 raise NonFiniteError(f"non-finite generator loss at step {self.step_count + 1}")
             if not update_g:
@@ -351,6 +354,8 @@ class Trainer:
             out["g_fm"] = (fm_a + fm_b).detach()
         if t.lambda_nce:
             out["g_nce"] = nce.detach()
+        if t.lambda_smooth:
+            out["g_smooth"] = smooth.detach()
         self.last_batch = {"real_a": real_a, "real_b": real_b, "fake_a": fake_a.detach(), "fake_b": fake_b.detach()}
         return out
 
