@@ -10,6 +10,7 @@ from broken import make_broken, make_unusual_but_valid
 from conftest import tiny_config
 from translate.checkpoint import load_state, read_model
 from translate.cli import main
+from translate.config import Config
 from translate.data import load_rgb, to_tensor
 from translate.trainer import ImagePool, Trainer
 from translate.recipes import DEFAULT_RECIPE
@@ -162,6 +163,38 @@ def test_cli_end_to_end_run_folder_and_resume(toy_root, tmp_path, capsys):
     nets, meta = read_model(run / "model.safetensors")
     assert set(nets) == {"g_ab", "g_ba"} and meta["steps"] == 6 and meta["domains"] == ["A", "B"]
     assert meta["recipe"] == DEFAULT_RECIPE and meta["model"]["ngf"] == 8 and meta["image_size"] == 32
+
+
+def test_init_starts_from_a_model_at_another_size(toy_root, tmp_path, capsys):
+    """--init: a new run's generators (and EMA copies) start as the given model's, its generator settings are
+    taken when no flag asks otherwise, --resume keeps the run's own state, and weights that cannot fit are one
+    line."""
+    common = ["--data", str(toy_root), "--runs-dir", str(tmp_path), "--ndf", "8", "--n-layers", "2",
+              "--workers", "0", "--batch-size", "2", "--device", "cpu", "--amp", "off"]
+    assert main(["train", *common, "--name", "small", "--ngf", "8", "--n-blocks", "1", "--load-size", "16",
+                 "--crop-size", "16", "--max-steps", "2"]) == 0
+    small, _ = read_model(tmp_path / "small" / "model.safetensors")
+    cfg = tiny_config(DEFAULT_RECIPE, data=str(toy_root), ngf=4, n_blocks=3, init=str(tmp_path / "small"),
+                      max_steps=2, ema=0.9)
+    with pytest.raises(ValueError, match="does not fit this run's generator"):
+        Trainer(cfg, tmp_path / "mismatch")
+    assert main(["train", *common, "--name", "big", "--init", str(tmp_path / "small"), "--load-size", "32",
+                 "--crop-size", "32", "--max-steps", "1", "--save-every", "1"]) == 0
+    assert json.loads((tmp_path / "big" / "config.json").read_text())["model"]["ngf"] == 8  # the model's, not 16
+    trainer = Trainer(cfg.update(dict(ngf=8, n_blocks=1, max_steps=2)), tmp_path / "fresh")
+    for key, net in trainer.generators().items():
+        assert all(torch.equal(small[key][k], v) for k, v in net.state_dict().items())
+    (tmp_path / "small").rename(tmp_path / "moved")  # a resume needs its own state only
+    resumed = Trainer(Config.load(tmp_path / "big" / "config.json"), tmp_path / "big")
+    resumed.resume()
+    saved, _ = read_model(tmp_path / "big" / "model.safetensors")
+    assert all(torch.equal(saved["g_ab"][k], v) for k, v in resumed.generators()["g_ab"].state_dict().items())
+    capsys.readouterr()
+    assert main(["train", *common, "--name", "wide", "--init", str(tmp_path / "moved"), "--ngf", "16"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--init" in err[0] and "size mismatch" in err[0], err
+    assert main(["train", *common, "--name", "ghost", "--init", str(tmp_path / "nothing.safetensors")]) == 2
+    assert "no such model file" in capsys.readouterr().err
 
 
 def test_cli_user_errors_are_one_clear_line(tmp_path, capsys):

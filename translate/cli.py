@@ -51,7 +51,7 @@ def train_config(args: argparse.Namespace) -> tuple[Config, Path, dict]:
     """The run's Config and folder, checked (translate.validate) before anything is written, and on --resume the
     changes to the saved config: recipe defaults, then the flags given; on --resume the saved config, then the
     flags given that run_folder.RESUMABLE allows (for example a larger --max-steps)."""
-    from .run_folder import absolute_data, refuse_existing, resume_changes
+    from .run_folder import absolute_data, init_settings, refuse_existing, resume_changes
     from .validate import check_config
     overrides = {k: v for k, v in vars(args).items()
                  if k not in ("command", "func", "resume", "paper_nets", "minutes", "started")}
@@ -67,7 +67,8 @@ def train_config(args: argparse.Namespace) -> tuple[Config, Path, dict]:
         cfg.update({key: new for key, (_, new) in changes.items()})
         cfg.train.name, cfg.train.runs_dir = run_dir.name, str(run_dir.parent)  # where it is now, not was
     else:
-        cfg = recipe_config(overrides.pop("recipe", DEFAULT_RECIPE), args.paper_nets).update(overrides)
+        cfg = recipe_config(overrides.pop("recipe", DEFAULT_RECIPE), args.paper_nets)
+        cfg = cfg.update(init_settings(overrides)).update(overrides)
         absolute_data(cfg)
     if not cfg.train.name:
         source = cfg.data.data or cfg.data.data_b or "run"

@@ -19,6 +19,10 @@ def opt(default, help: str, choices: tuple | None = None, hidden: bool = False):
     return field(default=default, metadata={"help": help, "choices": choices, "hidden": hidden})
 
 
+GENERATOR_FIELDS = ("generator", "ngf", "n_blocks", "unet_depth", "g_norm", "dropout", "upsample", "residual", "mask",
+                    "channels")  # what a generator's weights fix: --init takes these from the model it starts from
+
+
 @dataclass
 class ModelConfig:
     generator: str = opt("resnet", "generator net", tuple(GENERATORS))
@@ -99,6 +103,9 @@ class TrainConfig:
     epochs: int = opt(200, "epochs (an epoch is one pass over the larger domain)")
     max_steps: int | None = opt(None, "total steps (overrides --epochs)")
     seed: int = opt(0, "random seed (a CPU run is bit-reproducible)")
+    init: str | None = opt(None, "start both generators from this exported model (a .safetensors file or a run "
+                           "folder) instead of random weights, and take its generator settings (--ngf, "
+                           "--n-blocks...): fine-tune it at a larger --crop-size or on other images")
     device: str = opt("auto", "cuda | cpu | auto")
     amp: str = opt("auto", "mixed precision: bf16 autocast (auto = on CUDA, and on CPUs with native bf16)",
                    ("auto", "bf16", "off"))

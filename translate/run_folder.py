@@ -42,10 +42,24 @@ def refuse_existing(run_dir: Path) -> None:
 
 
 def absolute_data(cfg: Config) -> None:
-    """Store data folders as absolute paths, so --resume works from any working directory."""
+    """Store data folders (and --init's model) as absolute paths, so --resume works from any working directory."""
     for key in ("data", "data_a", "data_b"):
         if getattr(cfg.data, key):
             setattr(cfg.data, key, str(Path(getattr(cfg.data, key)).resolve()))
+    if cfg.train.init:
+        cfg.train.init = str(Path(cfg.train.init).resolve())
+
+
+def init_settings(overrides: dict) -> dict:
+    """The generator settings of the model --init starts from (ArtifactError, one line, for a bad file), so
+    its weights fit this run's nets unless a flag given asks for other ones."""
+    from .checkpoint import read_model
+    from .config import GENERATOR_FIELDS
+    if not overrides.get("init"):
+        return {}
+    _, meta = read_model(overrides["init"])
+    model = meta.get("model", {})
+    return {key: model[key] for key in GENERATOR_FIELDS if key in model}
 
 
 def resume_changes(saved: Config, overrides: dict) -> dict[str, tuple]:

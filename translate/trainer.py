@@ -19,7 +19,7 @@ from torch.optim.swa_utils import AveragedModel
 
 from . import distributed, losses, runtime, winograd
 from .augment import diff_augment, parse_policy
-from .checkpoint import SaveError, export_model, load_state, save_state
+from .checkpoint import SaveError, export_model, load_state, read_model, save_state
 from .config import Config
 from .data import DataError, UnpairedBatches, list_images, load_rgb, scan
 from .monitor import Monitor
@@ -181,6 +181,8 @@ class Trainer:
         self.sched_g = torch.optim.lr_scheduler.LambdaLR(self.opt_g, self._lr_factor)
         self.sched_d = torch.optim.lr_scheduler.LambdaLR(self.opt_d, self._lr_factor)
         self.monitor = Monitor(cfg)
+        if t.init and not self.state_path.is_file():  # a resumed run continues from its own state instead
+            self.start_from(t.init)
 
     # --- set-up -----------------------------------------------------------------------------------------------
     def _optimizer(self, params: list, lr: float) -> torch.optim.Optimizer:
@@ -434,6 +436,19 @@ class Trainer:
                     raise SaveError(message) from exc
                 tqdm.write(f"{message}; retrying in {SAVE_RETRY_WAIT_S} s", file=sys.stderr)  # above the bar
                 time.sleep(SAVE_RETRY_WAIT_S)
+
+    def start_from(self, model: str | Path) -> None:
+        """Both generators (and their EMA copies) from an exported model's weights: --init."""
+        states, _ = read_model(model)
+        for key, net in (("g_ab", self.g_ab), ("g_ba", self.g_ba)):
+            nets = [net, *([self.ema[key].module] if self.ema else [])]
+            try:
+                for target in nets:
+                    target.load_state_dict(states.get(key, {}))
+            except RuntimeError as exc:
+                problem = str(exc).splitlines()[1].strip() if "\n" in str(exc) else str(exc)
+                raise ValueError(f"--init {model}: its {key} does not fit this run's generator ({problem}); "
+                                 "leave out the generator flags to take the model's") from None
 
     def resume(self) -> None:
         if not self.state_path.is_file():
