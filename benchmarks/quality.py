@@ -145,6 +145,11 @@ CANDIDATES = {
                         "smoothness 1"),
     "r1-0.1-smooth-2": (DEFAULT_RECIPE, dict(r1_weight=0.1, lambda_smooth=2.0), "R1 0.1 and edge-aware "
                         "smoothness 2"),
+    "r1-0.3-smooth-2": (DEFAULT_RECIPE, dict(lambda_smooth=2.0), "the default with smoothness 2"),
+    "r1-0.3-smooth-3": (DEFAULT_RECIPE, dict(lambda_smooth=3.0), "the default with smoothness 3"),
+    "ttur-2": (DEFAULT_RECIPE, dict(lr_d=4e-4), "the default with twice the critics' learning rate (TTUR, Heusel "
+               "et al. 2017): a critic that keeps up where the domains are close"),
+    "ttur-4": (DEFAULT_RECIPE, dict(lr_d=8e-4), "the default with four times the critics' learning rate"),
 }
 
 
