@@ -105,7 +105,7 @@ class TrainConfig:
     seed: int = opt(0, "random seed (a CPU run is bit-reproducible)")
     init: str | None = opt(None, "start both generators from this exported model (a .safetensors file or a run "
                            "folder) instead of random weights, and take its generator settings (--ngf, "
-                           "--n-blocks...): fine-tune it at a larger --crop-size or on other images")
+                           "--n-blocks...): fine-tune it on other images")
     device: str = opt("auto", "cuda | cpu | auto")
     amp: str = opt("auto", "mixed precision: bf16 autocast (auto = on CUDA, and on CPUs with native bf16)",
                    ("auto", "bf16", "off"))
