@@ -180,10 +180,11 @@ def test_init_starts_from_a_model_at_another_size(toy_root, tmp_path, capsys):
         Trainer(cfg, tmp_path / "mismatch")
     assert main(["train", *common, "--name", "big", "--init", str(tmp_path / "small"), "--load-size", "32",
                  "--crop-size", "32", "--max-steps", "1", "--save-every", "1"]) == 0
-    assert json.loads((tmp_path / "big" / "config.json").read_text())["model"]["ngf"] == 8  # the model's, not 16
+    assert json.loads((tmp_path / "big" / "config.json").read_text())["model"]["ngf"] == 8  # the model's, not the recipe's 64
     trainer = Trainer(cfg.update(dict(ngf=8, n_blocks=1, max_steps=2)), tmp_path / "fresh")
-    for key, net in trainer.generators().items():
-        assert all(torch.equal(small[key][k], v) for k, v in net.state_dict().items())
+    for key, ema in trainer.generators().items():  # the EMA copies and the trained nets
+        for net in (ema, getattr(trainer, key)):
+            assert all(torch.equal(small[key][k], v) for k, v in net.state_dict().items())
     (tmp_path / "small").rename(tmp_path / "moved")  # a resume needs its own state only
     resumed = Trainer(Config.load(tmp_path / "big" / "config.json"), tmp_path / "big")
     resumed.resume()
