@@ -5,7 +5,8 @@
 
 Every `*.safetensors` model in the folder is loaded once at start. A model's tab comes from its metadata
 ("task": "style" | "expression"), else from its file name (containing "expression" or not). Nothing is
-downloaded; uploads are limited in bytes and pixels; large images are downscaled to --max-side for speed.
+downloaded; uploads are limited in bytes and pixels; images are translated at the model's training size (a
+checkbox turns that off) and never larger than --max-side.
 Requests wait in a bounded queue and are served CONCURRENCY at a time (see docs/reliability.md).
 """
 from __future__ import annotations
@@ -177,9 +178,10 @@ def direction_choices(translator: Translator) -> list[tuple[str, str]]:
     return [(f"{a} → {b}", "a2b"), (f"{b} → {a}", "b2a")]
 
 
-def open_upload(path: str | None, max_side: int) -> tuple[Image.Image, str]:
-    """The uploaded image as RGB (grayscale, palette, RGBA on white, 16-bit, EXIF rotation handled), downscaled
-    to max_side; and a note on what was done. gr.Error with a clear message for anything unusable."""
+def open_upload(path: str | None, max_side: int, side: int | None = None) -> tuple[Image.Image, str]:
+    """The uploaded image as RGB (grayscale, palette, RGBA on white, 16-bit, EXIF rotation handled), scaled so its
+    shorter side is `side` (the model's training size) if given, and downscaled to max_side; and a note on what was
+    done. gr.Error with a clear message for anything unusable."""
     if not path:
         raise gr.Error("Upload an image first.")
     name = Path(path).name
@@ -197,19 +199,23 @@ def open_upload(path: str | None, max_side: int) -> tuple[Image.Image, str]:
         image = Image.fromarray(load_rgb(path))
     except DataError as exc:
         raise gr.Error(f"{name}: {str(exc).removeprefix(f'{path}: ')}") from None
-    if max(image.size) <= max_side:
-        return image, f"{image.width}x{image.height} px"
-    image.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
-    return image, f"{image.width}x{image.height} px (downscaled from {width}x{height})"
+    scale = min(side / min(image.size) if side else 1.0, max_side / max(image.size))
+    size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+    if size == image.size:
+        return image, f"{width}x{height} px"
+    return image.resize(size, Image.Resampling.LANCZOS), f"{size[0]}x{size[1]} px (scaled from {width}x{height})"
 
 
 def translate_image(store: ModelStore, name: str, direction: str, path: str | None, strength: float,
-                    show_cycle: bool, max_side: int = 512):
-    """(translated image blended with the input by `strength`, cycle reconstruction or None, timing note)."""
+                    show_cycle: bool, at_model_size: bool = True, max_side: int = 512):
+    """(translated image blended with the input by `strength`, cycle reconstruction or None, timing note).
+    at_model_size: translate at the scale the model learned (shorter side = its training size), else at the
+    upload's own size; either way no larger than max_side."""
     translator = store.get(name)
     if direction not in DIRECTIONS:
         raise gr.Error(f"Unknown direction {direction!r}.")
-    image, size_note = open_upload(path, max_side)
+    side = translator.meta.get("image_size") if at_model_size else None
+    image, size_note = open_upload(path, max_side, side if isinstance(side, int) and side > 0 else None)
     start = time.perf_counter()
     translated = translator(image, direction=direction)
     cycle = translator(translated, direction="b2a" if direction == "a2b" else "a2b") if show_cycle else None
@@ -250,6 +256,8 @@ def _task_tab(store: ModelStore, task: str, max_side: int) -> tuple[gr.Dropdown,
                                  value="a2b", label="Direction")
             strength = gr.Slider(0, 1, value=1, step=0.05, label="Strength",
                                  info="0 = the input, 1 = the full translation")
+            at_model_size = gr.Checkbox(True, label="At the model's training size",
+                                        info="the scale it learned; off: at the image's own size")
             show_cycle = gr.Checkbox(False, label="Show cycle reconstruction")
         with gr.Column(scale=3):
             with gr.Row(equal_height=True):
@@ -275,7 +283,8 @@ def _task_tab(store: ModelStore, task: str, max_side: int) -> tuple[gr.Dropdown,
     model.change(on_model, model, [card, direction], api_name=False)
     show_cycle.change(lambda show: gr.Image(visible=show), show_cycle, cycle, api_name=False)
     button.click(lambda *args: translate_image(store, *args, max_side=max_side),
-                 [model, direction, source, strength, show_cycle], [output, cycle, timing], api_name=f"translate_{task}")
+                 [model, direction, source, strength, show_cycle, at_model_size], [output, cycle, timing],
+                 api_name=f"translate_{task}")
     return model, empty, body
 
 

@@ -137,7 +137,7 @@ def run_load(url: str, images: list[Path], pid: int, model: str = MODEL, api_nam
                     download_files=str(downloads or tempfile.mkdtemp(prefix="load-")))
 
     def request(path: Path):
-        return client.submit(model, "a2b", handle_file(str(path)), 1.0, False, api_name=api_name)
+        return client.submit(model, "a2b", handle_file(str(path)), 1.0, False, False, api_name=api_name)
 
     request(images[0]).result(timeout=timeout)  # warm-up: the first forward pass builds the kernels
     before = memory_mb(pid)

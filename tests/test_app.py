@@ -65,9 +65,19 @@ def test_models_are_found_by_task_and_only_inside_the_folder(store, checkpoints)
 @pytest.mark.parametrize("shape,mode", [((53, 37, 3), None), ((30, 20), "L"), ((41, 41, 4), "RGBA")])
 def test_translate_keeps_size_for_any_mode(store, tmp_path, shape, mode):
     path = _image(tmp_path, "in.png", np.random.default_rng(0).integers(0, 256, shape, dtype=np.uint8), mode)
-    out, cycle, note = app.translate_image(store, "emoji-style.safetensors", "b2a", path, 1.0, True)
+    out, cycle, note = app.translate_image(store, "emoji-style.safetensors", "b2a", path, 1.0, True, False)
     assert out.size == cycle.size == (shape[1], shape[0]) and out.mode == "RGB"
     assert note.endswith(f"{shape[1]}x{shape[0]} px") and " ms on cpu, " in note and "(2 passes)" in note
+
+
+@pytest.mark.parametrize("shape,size", [((53, 37, 3), (32, 46)), ((16, 20, 3), (40, 32)), ((32, 40, 3), (40, 32))])
+def test_translate_at_the_model_training_size_by_default(store, tmp_path, shape, size):
+    """The test models were trained at 32 px: an image's shorter side is scaled to 32, up or down."""
+    path = _image(tmp_path, "in.png", np.random.default_rng(0).integers(0, 256, shape, dtype=np.uint8))
+    out, _, note = app.translate_image(store, "emoji-style.safetensors", "a2b", path, 1.0, False)
+    assert out.size == size
+    assert note.endswith(f"{size[0]}x{size[1]} px" + ("" if size == shape[1::-1] else
+                                                      f" (scaled from {shape[1]}x{shape[0]})"))
 
 
 def test_strength_blends_input_and_translation(store, tmp_path):
@@ -83,8 +93,10 @@ def test_strength_blends_input_and_translation(store, tmp_path):
 
 def test_large_images_are_downscaled_and_huge_ones_refused(store, tmp_path, monkeypatch):
     path = _image(tmp_path, "wide.png", np.zeros((300, 400, 3), np.uint8))
-    out, _, note = app.translate_image(store, "emoji-style.safetensors", "a2b", path, 1.0, False, max_side=64)
-    assert out.size == (64, 48) and "downscaled from 400x300" in note
+    out, _, note = app.translate_image(store, "emoji-style.safetensors", "a2b", path, 1.0, False, False, max_side=64)
+    assert out.size == (64, 48) and "scaled from 400x300" in note
+    out, _, _ = app.translate_image(store, "emoji-style.safetensors", "a2b", path, 1.0, False, max_side=40)
+    assert out.size == (40, 30)  # the model's 32 px shorter side would make it 43 px wide
     monkeypatch.setattr(app, "MAX_PIXELS", 110_000)
     with pytest.raises(gr.Error, match="wide.png is 400x300 = 0.1 megapixels; this app takes images up to 0.1"):
         app.translate_image(store, "emoji-style.safetensors", "a2b", path, 1.0, False)
@@ -125,13 +137,13 @@ def test_live_server_with_gradio_client(server, tmp_path):
     client = Client(server, verbose=False, analytics_enabled=False, download_files=str(tmp_path / "downloads"))
     path = _image(tmp_path, "face.png", np.random.default_rng(2).integers(0, 256, (53, 37, 4), dtype=np.uint8),
                   "RGBA")
-    out, cycle, note = client.predict("emoji-expression.safetensors", "b2a", handle_file(path), 0.7, True,
+    out, cycle, note = client.predict("emoji-expression.safetensors", "b2a", handle_file(path), 0.7, True, False,
                                       api_name="/translate_expression")
     with Image.open(out) as translated, Image.open(cycle) as reconstructed:
         assert translated.size == reconstructed.size == (37, 53)
     assert "ms on cpu, " in note and "(2 passes)" in note
     with pytest.raises(Exception, match="not in the list of choices"):  # and ModelStore.get would refuse it too
-        client.predict("../outside.safetensors", "a2b", handle_file(path), 1.0, False, api_name="/translate_style")
+        client.predict("../outside.safetensors", "a2b", handle_file(path), 1.0, False, True, api_name="/translate_style")
 
 
 
@@ -159,8 +171,9 @@ def test_browser_upload_translate_and_no_outside_requests(server, tmp_path):
             page.wait_for_selector("#style-output img", timeout=60_000)
             page.wait_for_function("document.querySelector('#style-output img').naturalWidth > 0")
             size = page.eval_on_selector("#style-output img", "img => [img.naturalWidth, img.naturalHeight]")
-            assert size == [37, 53]
-            assert "ms on cpu" in page.inner_text("#style-timing")
+            assert size == [32, 46]  # at the model's 32 px training size, the default
+            assert "ms on cpu" in page.inner_text("#style-timing") and "scaled from 37x53" in page.inner_text(
+                "#style-timing")
             page.screenshot(path=str(tmp_path / "app.png"), full_page=True)
         finally:
             browser.close()

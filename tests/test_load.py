@@ -52,7 +52,7 @@ def test_every_corpus_upload_is_translated_or_refused_by_name(server, tmp_path):
     client = Client(server[0], verbose=False, analytics_enabled=False, download_files=str(tmp_path / "downloads"))
 
     def send(name: str):
-        return client.predict(load.MODEL, "a2b", handle_file(str(folder / name)), 1.0, False,
+        return client.predict(load.MODEL, "a2b", handle_file(str(folder / name)), 1.0, False, False,
                               api_name="/translate_style")
 
     for name, size in valid.items():
