@@ -202,7 +202,7 @@ def open_upload(path: str | None, max_side: int, side: int | None = None) -> tup
     scale = min(side / min(image.size) if side else 1.0, max_side / max(image.size))
     size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
     if size == image.size:
-        return image, f"{width}x{height} px"
+        return image, f"{image.width}x{image.height} px"
     return image.resize(size, Image.Resampling.LANCZOS), f"{size[0]}x{size[1]} px (scaled from {width}x{height})"
 
 
