@@ -150,6 +150,15 @@ CANDIDATES = {
     "ttur-2": (DEFAULT_RECIPE, dict(lr_d=4e-4), "the default with twice the critics' learning rate (TTUR, Heusel "
                "et al. 2017): a critic that keeps up where the domains are close"),
     "ttur-4": (DEFAULT_RECIPE, dict(lr_d=8e-4), "the default with four times the critics' learning rate"),
+    "vanilla": (DEFAULT_RECIPE, dict(adversarial="vanilla"), "the default with the non-saturating GAN loss (R1's "
+                "own pairing, Mescheder et al. 2018)"),
+    "hinge": (DEFAULT_RECIPE, dict(adversarial="hinge"), "the default with the hinge loss"),
+    "d-layers2-r1": (DEFAULT_RECIPE, dict(n_layers=2, r1_weight=0.055), "the default with 34x34-pixel critic patches "
+                     "and R1 scaled to their count (0.3 x 36 / 196 logits)"),
+    "d-layers1-r1": (DEFAULT_RECIPE, dict(n_layers=1, r1_weight=0.012), "the default with 16x16-pixel critic patches "
+                     "and R1 scaled to their count (0.3 x 36 / 900 logits)"),
+    "upsample-aa": (DEFAULT_RECIPE, dict(upsample="antialiased"), "the default with anti-aliased upsampling (4x4 "
+                    "transposed conv + blur)"),
     "cycle-5": (DEFAULT_RECIPE, dict(lambda_cycle=5.0), "the default with cycle weight 5: less pull toward the "
                 "mean colour that an L2 cycle asks where one line drawing has many colourings"),
 }
