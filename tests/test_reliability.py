@@ -130,7 +130,8 @@ def test_prepare_lists_each_broken_file_and_writes_every_good_one(corpus, toy_ro
 def test_app_translates_each_good_upload_and_names_each_broken_one(corpus, model):
     store = app.ModelStore(model.parent, device="cpu")
     for name, size in corpus.valid.items():
-        out, _, note = app.translate_image(store, model.name, "a2b", str(corpus.folder / name), 1.0, False, False)
+        out, _, note = app.translate_image(store, model.name, "a2b", str(corpus.folder / name), 1.0, False,
+                                           at_model_size=False)
         assert out.size == size and note.endswith(f"{size[0]}x{size[1]} px"), name
         out = app.translate_image(store, model.name, "a2b", str(corpus.folder / name), 1.0, False)[0]
         side = store.get(model.name).meta["image_size"]  # scaled to the model's size, within the 512 px cap
