@@ -97,7 +97,9 @@ def test_page_renders_in_the_browser_with_scaled_up_images(run, inputs, tmp_path
         try:
             page = browser.new_page(viewport={"width": 1000, "height": 2000})  # all in view: lazy images load
             page.goto((out / "index.html").as_uri())
-            page.wait_for_load_state("load")
+            # lazy images do not hold back the load event: wait until every one has decoded
+            page.wait_for_function("[...document.querySelectorAll('figure img')].every(i => i.complete && "
+                                   "i.naturalWidth > 0)")
             shown = page.eval_on_selector_all(
                 "figure img", "imgs => imgs.map(i => [i.naturalWidth, i.getBoundingClientRect().width])")
         finally:
