@@ -207,17 +207,17 @@ def open_upload(path: str | None, max_side: int, side: int | None = None) -> tup
 
 
 def translate_image(store: ModelStore, name: str, direction: str, path: str | None, strength: float,
-                    show_cycle: bool, at_model_size: bool = True, max_side: int = 512):
+                    show_cycle: bool, at_model_size: bool = True, smooth: bool = False, max_side: int = 512):
     """(translated image blended with the input by `strength`, cycle reconstruction or None, timing note).
     at_model_size: translate at the scale the model learned (shorter side = its training size), else at the
-    upload's own size; either way no larger than max_side."""
+    upload's own size; either way no larger than max_side. smooth: smooth the translation where flat."""
     translator = store.get(name)
     if direction not in DIRECTIONS:
         raise gr.Error(f"Unknown direction {direction!r}.")
     side = translator.meta.get("image_size") if at_model_size else None
     image, size_note = open_upload(path, max_side, side if isinstance(side, int) and side > 0 else None)
     start = time.perf_counter()
-    translated = translator(image, direction=direction)
+    translated = translator(image, direction=direction, smooth=smooth)
     cycle = translator(translated, direction="b2a" if direction == "a2b" else "a2b") if show_cycle else None
     elapsed = time.perf_counter() - start
     strength = min(max(float(strength), 0.0), 1.0)
@@ -258,6 +258,8 @@ def _task_tab(store: ModelStore, task: str, max_side: int) -> tuple[gr.Dropdown,
                                  info="0 = the input, 1 = the full translation")
             at_model_size = gr.Checkbox(True, label="At the model's training size",
                                         info="the scale it learned; off: at the image's own size")
+            smooth = gr.Checkbox(False, label="Smooth flat areas",
+                                 info="flattens blotches, keeps outlines: for emoji and icons, not photos")
             show_cycle = gr.Checkbox(False, label="Show cycle reconstruction")
         with gr.Column(scale=3):
             with gr.Row(equal_height=True):
@@ -283,7 +285,7 @@ def _task_tab(store: ModelStore, task: str, max_side: int) -> tuple[gr.Dropdown,
     model.change(on_model, model, [card, direction], api_name=False)
     show_cycle.change(lambda show: gr.Image(visible=show), show_cycle, cycle, api_name=False)
     button.click(lambda *args: translate_image(store, *args, max_side=max_side),
-                 [model, direction, source, strength, show_cycle, at_model_size], [output, cycle, timing],
+                 [model, direction, source, strength, show_cycle, at_model_size, smooth], [output, cycle, timing],
                  api_name=f"translate_{task}")
     return model, empty, body
 

@@ -32,7 +32,7 @@ import torch  # noqa: E402
 
 from translate.config import Config  # noqa: E402
 from translate.evaluate import load_folder  # noqa: E402
-from translate.inference import Translator  # noqa: E402
+from translate.inference import Translator, smooth_flat_areas  # noqa: E402
 from translate.metrics import hue_histogram, hue_distance, paired_metrics  # noqa: E402
 from translate.recipes import DEFAULT_RECIPE, recipe_config  # noqa: E402
 
@@ -161,7 +161,10 @@ CANDIDATES = {
                     "transposed conv + blur)"),
     "cycle-5": (DEFAULT_RECIPE, dict(lambda_cycle=5.0), "the default with cycle weight 5: less pull toward the "
                 "mean colour that an L2 cycle asks where one line drawing has many colourings"),
+    "default-smoothed": (DEFAULT_RECIPE, {}, "the default's model (not trained again), its translations smoothed "
+                         "where flat as `translate apply --smooth` does (guided filter, He et al. 2010)"),
 }
+SMOOTHED = {"default-smoothed": "default"}  # test-time candidates: the candidate whose model they translate
 
 
 def train(root: Path, candidate: str, images: int, size: int, run_dir: Path) -> dict:
@@ -207,9 +210,10 @@ def test_pairs(root: Path, size: int) -> tuple[list[str], torch.Tensor, torch.Te
 
 
 @torch.no_grad()
-def translate(model: Path, inputs: torch.Tensor) -> torch.Tensor:
+def translate(model: Path, inputs: torch.Tensor, smooth: bool = False) -> torch.Tensor:
     t = Translator.from_file(model, device="cpu", precision="fp32")
-    return torch.cat([t.translate_tensor(inputs[i:i + 32], "a2b") for i in range(0, len(inputs), 32)])
+    out = torch.cat([t.translate_tensor(inputs[i:i + 32], "a2b") for i in range(0, len(inputs), 32)])
+    return smooth_flat_areas(out) if smooth else out
 
 
 def sample_sheet(path: Path, columns: dict[str, torch.Tensor], rows: int = 8) -> None:
@@ -311,9 +315,16 @@ def main(argv: list[str] | None = None) -> int:
         results = save_result(results_path, set_name,
                               {"input unchanged": {**score(inputs, inputs, truth), "n": len(names)}})
         for candidate in args.candidates:
-            run_dir = out / set_name / candidate
-            info = train(root, candidate, images, args.size, run_dir)
-            row = {**score(translate(run_dir / "model.safetensors", inputs), inputs, truth), **info}
+            base = SMOOTHED.get(candidate, candidate)
+            run_dir = out / set_name / base
+            if candidate in SMOOTHED:  # a test-time option on another candidate's model, trained in this mode
+                if base not in results[set_name] or not (run_dir / "model.safetensors").is_file():
+                    sys.exit(f"{candidate} translates {base}'s model: run --candidates {base} first")
+                info = {k: results[set_name][base][k] for k in ("minutes", "images", "steps", "batch")}
+            else:
+                info = train(root, candidate, images, args.size, run_dir)
+            row = {**score(translate(run_dir / "model.safetensors", inputs, candidate in SMOOTHED), inputs, truth),
+                   **info}
             print(json.dumps({"set": set_name, "candidate": candidate, **row}), flush=True)
             results = save_result(results_path, set_name, {candidate: row})
         rows = results[set_name]

@@ -91,6 +91,16 @@ def test_strength_blends_input_and_translation(store, tmp_path):
     assert np.abs(np.asarray(half, float) - expected).max() <= 1
 
 
+def test_smooth_checkbox_smooths_the_translation(store, tmp_path):
+    path = _image(tmp_path, "in.png", np.random.default_rng(3).integers(0, 256, (32, 32, 3), dtype=np.uint8))
+    plain = app.translate_image(store, "emoji-style.safetensors", "a2b", path, 1.0, False)[0]
+    smoothed = app.translate_image(store, "emoji-style.safetensors", "a2b", path, 1.0, False, smooth=True)[0]
+    with Image.open(path) as image:  # 32 px, the test model's training size: not scaled
+        want = store.get("emoji-style.safetensors")(image, smooth=True)
+    assert np.array_equal(np.asarray(smoothed), np.asarray(want))
+    assert not np.array_equal(np.asarray(smoothed), np.asarray(plain))
+
+
 def test_large_images_are_downscaled_and_huge_ones_refused(store, tmp_path, monkeypatch):
     path = _image(tmp_path, "wide.png", np.zeros((300, 400, 3), np.uint8))
     out, _, note = app.translate_image(store, "emoji-style.safetensors", "a2b", path, 1.0, False, False, max_side=64)

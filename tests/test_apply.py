@@ -3,13 +3,14 @@ import shutil
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from broken import make_broken
 from test_inference import make_model
 from translate.apply import EXIT_NONE, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, main
 from translate.cli import main as cli_main
-from translate.inference import Translator
+from translate.inference import Translator, smooth_flat_areas
 
 
 @pytest.fixture(scope="module")
@@ -115,6 +116,19 @@ def test_tiled_apply_keeps_size(model, tmp_path):
     assert main([str(model), str(tmp_path / "big.png"), "--out", str(out), "--tile", "32", "--overlap", "8"]) == 0
     with Image.open(out / "big.png") as image:
         assert image.size == (90, 70)
+
+
+def test_smooth_writes_the_smoothed_translation(model, tmp_path):
+    _rgb(40, 48, 5).save(tmp_path / "in.png")
+    outputs = {}
+    for flags in ([], ["--smooth"]):
+        out = tmp_path / f"out{len(flags)}"
+        assert main([str(model), str(tmp_path / "in.png"), "--out", str(out), *flags]) == 0
+        with Image.open(out / "in.png") as image:
+            outputs[len(flags)] = torch.from_numpy(np.asarray(image, dtype=np.float64)).permute(2, 0, 1)[None]
+    want = (smooth_flat_areas(outputs[0] / 127.5 - 1) + 1) * 127.5
+    assert (outputs[1] - outputs[0]).abs().max() > 2
+    assert (outputs[1] - want).abs().max() < 2.5  # the filter on the translation, uint8 rounding apart
 
 
 def test_clashing_names_are_kept_apart(model, tmp_path):

@@ -7,7 +7,7 @@ from PIL import Image
 
 from translate.checkpoint import export_model
 from translate.config import ModelConfig
-from translate.inference import Translator
+from translate.inference import Translator, smooth_flat_areas
 from translate.nets import build_generator
 from translate.tiling import receptive_radius
 
@@ -50,6 +50,29 @@ def test_any_size_and_mode_keeps_size_and_returns_rgb(translator):
     for image in images:
         out = translator(image, direction="b2a")
         assert out.size == image.size and out.mode == "RGB"
+
+
+def test_smoothing_flattens_faint_texture_and_keeps_outlines():
+    """In float64: a flat image stays flat, texture of 2 grey levels' spread on a flat fill loses most of its
+    spread (the filter's eps is 14 levels), and a black-white outline keeps its full contrast."""
+    g = torch.Generator().manual_seed(0)
+    flat = torch.full((1, 3, 32, 32), 0.3, dtype=torch.float64)
+    assert torch.allclose(smooth_flat_areas(flat), flat, atol=1e-12)
+    textured = flat + 0.02 * torch.randn(1, 3, 32, 32, generator=g, dtype=torch.float64)
+    assert smooth_flat_areas(textured).std() < textured.std() / 4
+    outline = -torch.ones(1, 3, 32, 32, dtype=torch.float64)
+    outline[..., :, 16:] = 1
+    assert (smooth_flat_areas(outline) - outline).abs().max() < 0.05
+
+
+def test_smooth_translation_is_the_smoothed_translation(translator):
+    image = np.random.default_rng(2).integers(0, 256, (40, 48, 3), dtype=np.uint8)
+    plain = np.asarray(translator(image, direction="a2b"), dtype=np.float64)
+    smoothed = np.asarray(translator(image, direction="a2b", smooth=True), dtype=np.float64)
+    expected = smooth_flat_areas(torch.from_numpy(plain).permute(2, 0, 1)[None] / 127.5 - 1)
+    expected = (expected[0].permute(1, 2, 0).numpy() + 1) * 127.5
+    assert np.abs(smoothed - plain).max() > 2  # the option does something
+    assert np.abs(smoothed - expected).max() < 2.5  # and it is the filter on the translation (uint8 rounding apart)
 
 
 def test_batched_call_matches_one_by_one(translator):

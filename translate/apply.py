@@ -48,6 +48,8 @@ def add_parser(sub) -> None:
     p.add_argument("--tile", type=int, help="translate images larger than TILE px tile by tile (bounded memory)")
     p.add_argument("--overlap", type=int, help="overlap of neighbouring tiles, blended (default: the generator's "
                    "receptive field plus 8 px, capped at 3/4 of the tile; smaller is faster and less exact)")
+    p.add_argument("--smooth", action="store_true", help="smooth the translations where flat, keeping outlines "
+                   "(edge-preserving guided filter; for flat art such as emoji, icons, line art; not photos)")
     p.add_argument("--side-by-side", action="store_true", help="write input|output pairs instead of outputs")
     p.add_argument("--html", action="store_true", help="also write OUT/index.html: inputs beside outputs, scaled "
                    "up, 100 a page; self-contained, so it works when OUT is moved")
@@ -171,7 +173,7 @@ def cmd_apply(args: argparse.Namespace) -> int:
         try:
             outputs = translator(
                 [image for _, image in batch], args.direction, batch_size=args.batch_size, tile=args.tile,
-                overlap=args.overlap)
+                overlap=args.overlap, smooth=args.smooth)
         except (RuntimeError, ValueError, MemoryError) as exc:  # out of memory, an image too small for the net
             if len(batch) > 1:  # one image the net cannot take must not sink the others
                 for item in batch:
