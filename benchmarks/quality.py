@@ -43,7 +43,12 @@ BUDGETS = {"default": 12_000, "quick": 3_000}  # training images seen per candid
 
 def nets(size: int) -> dict:
     """Equal nets for every candidate: small enough for a CPU, as a user would start."""
-    return dict(ngf=16, ndf=32, n_blocks=6, load_size=size * 9 // 8, crop_size=size)
+    return dict(ngf=16, ndf=32, n_blocks=6, crop_size=size)
+
+
+def zoomed_load_size(size: int) -> int:
+    """The shorter side before the crop for candidates that zoom: the reference's 286 for 256, at this size."""
+    return size * 9 // 8
 
 
 def build_set(name: str, size: int) -> Path:
@@ -71,8 +76,9 @@ SETS = {"openmoji": "OpenMoji line art -> colour", "emoji-style": "Noto -> Twemo
 
 # name -> (recipe, overrides, what it is). "baseline" is the reference CycleGAN's configuration.
 BASELINE = dict(upsample="transpose", adversarial="lsgan", batch_size=1, ema=0.0)  # the reference's configuration
-R1_1 = dict(r1_weight=1.0, lambda_smooth=0.0)  # the default from 2026-12-01 to 2026-12-02: R1 1, no smoothness
-BEFORE = dict(d_norm="instance", r1_weight=0.1, lambda_smooth=0.0)  # the default's critics until 2026-12-01
+ZOOM = dict(load_size=286)  # zoom before cropping, as the default did until 2026-12-03 (train() scales it to --size)
+R1_1 = dict(r1_weight=1.0, lambda_smooth=0.0, **ZOOM)  # the default of 2026-12-01 to 2026-12-02: R1 1, no smoothness
+BEFORE = dict(d_norm="instance", r1_weight=0.1, lambda_smooth=0.0, **ZOOM)  # the default's critics until 2026-12-01
 
 SHEET = ("baseline", "default")  # a sheet's columns between input and truth, where trained
 
@@ -81,7 +87,9 @@ CANDIDATES = {
                  "reference CycleGAN configuration: transposed conv, LSGAN, batch 1, no EMA"),
     "default": (DEFAULT_RECIPE, {}, f"`translate train` without --model: {DEFAULT_RECIPE} (residual generators, "
                 "L2 cycle loss, identity loss 0.1, batch 4, EMA 0.999, critics without instance norm, R1 0.3, "
-                "edge-aware smoothness 1 on the change)"),
+                "edge-aware smoothness 1 on the change, images resized to the crop size, not zoomed past it)"),
+    "zoom": (DEFAULT_RECIPE, ZOOM, "the default until 2026-12-03: images zoomed by 9/8 before the crop, as the "
+             "reference zooms 256 px crops from 286"),
     "default-seed1": (DEFAULT_RECIPE, {"seed": 1}, "the default with another seed"),
     "baseline-seed1": ("cyclegan", {**BASELINE, "seed": 1}, "the baseline with another seed"),
     "r1-1-nosmooth": (DEFAULT_RECIPE, R1_1, "the default until 2026-12-02: R1 1, no smoothness"),
@@ -172,6 +180,8 @@ def train(root: Path, candidate: str, images: int, size: int, run_dir: Path) -> 
     recipe, overrides, _ = CANDIDATES[candidate]
     cfg = recipe_config(recipe).update({**nets(size), **overrides, "data": str(root), "sample_every": 10**9,
                                         "log_every": 50, "n_samples": 4, "workers": 0})
+    if cfg.data.load_size:  # a recipe or candidate that zooms before cropping
+        cfg.data.load_size = zoomed_load_size(size)
     cfg.train.max_steps = max(1, images // cfg.train.batch_size)
     cfg.train.save_every = cfg.train.max_steps
     if run_dir.exists():  # an earlier try of this candidate: replace it, but never a folder a run did not make
@@ -244,7 +254,8 @@ def write_doc(results: dict, mode: str, size: int, path: Path) -> None:
     lines = ["Written by `python benchmarks/quality.py" + (" --quick" if mode == "quick" else "")
              + ("" if size == SIZE else f" --size {size}")
              + "`: each candidate trained unpaired at the same budget (training images seen), with the same nets "
-             f"({', '.join(f'{k} {v}' for k, v in nets(size).items())}), on this 2-core CPU; scored A -> B against "
+             f"({', '.join(f'{k} {v}' for k, v in nets(size).items())}; load_size {zoomed_load_size(size)} for "
+             "those that zoom before cropping, as the reference does), on this 2-core CPU; scored A -> B against "
              "the test pairs' truth. L1 on the 0-1 scale. Colour: *hue* is the distance in degrees between the "
              "chroma-weighted hue histograms of output and truth (0 = the same colours; n/a for black and white); "
              "*chroma* is the output's total colourfulness over the truth's (1 = as colourful, 0 = grey). "

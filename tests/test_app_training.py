@@ -100,6 +100,7 @@ def test_settings_become_translate_train_flags_or_one_clear_message(tmp_path):
                      "--ngf", "32", "--lr-d", "0.0001", "--ema", "0.999", "--sample-every", "50", "--save-every", "50",
                      "--log-every", "10"]
     assert "--max-steps" in train_flags(Path("a"), Path("b"), "r", tmp_path, "cyclegan", 32, 5, {"max-steps": "40"})
+    assert "--load-size" not in train_flags(Path("a"), Path("b"), "r", tmp_path, "residual-cyclegan", 64, 5, {})
     (tmp_path / "taken").mkdir()
     (tmp_path / "taken" / "model.safetensors").write_bytes(b"")
     (tmp_path / "stopped-early").mkdir()  # nothing saved: the name may be used again, as with the CLI

@@ -93,6 +93,22 @@ def test_non_square_images_and_images_smaller_than_the_crop(tmp_path):
             assert t(image=load_rgb(tmp_path / name))["image"].shape == (32, 32, 3)
 
 
+def test_load_size_0_trains_at_the_crop_scale():
+    """The default recipe's --load-size 0: an image already at the crop size comes through untouched (flip off),
+    and a larger one is shrunk to the crop size, not zoomed past it, so a random crop keeps all of its short side."""
+    from translate.recipes import recipe_config
+    assert recipe_config("residual-cyclegan").data.load_size == 0
+    image = np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    assert np.array_equal(build_transform(0, 32, flip=False)(image=image)["image"], image)
+    zoomed = build_transform(36, 32, flip=False)(image=image)["image"]
+    assert not np.array_equal(zoomed, image)
+    wide = np.zeros((64, 128, 3), np.uint8)
+    wide[:, :, 0] = np.arange(64, dtype=np.uint8)[:, None] * 4  # a vertical ramp, 0 at the top to 252 at the bottom
+    for load_size, kept in ((0, 1.0), (36, 32 / 36)):
+        out = build_transform(load_size, 32, flip=False)(image=wide)["image"]
+        assert out.shape == (32, 32, 3) and abs(np.ptp(out[..., 0].astype(int)) - 252 * kept) < 12
+
+
 def test_an_extreme_strip_is_cropped_before_resizing():
     strip = np.zeros((1, 20000, 3), np.uint8)
     t = build_transform(286, 256)

@@ -548,6 +548,7 @@ def test_a_data_url_upload_is_checked_before_anything_decodes_it(model, monkeypa
     (["--max-steps", "0"], ["--max-steps 0 must be 1 or more"]),
     (["--epochs", "0"], ["--epochs 0 must be 1 or more"]),
     (["--crop-size", "0"], ["--crop-size 0 must be 1 or more"]),
+    (["--load-size", "-1"], ["--load-size -1 must be 0 or more"]),
     (["--device", "banana"], ["--device banana: not a device"]),
     (["--device", "cuda"], ["--device cuda: no CUDA GPU is available here"]),
     (["--generator", "unet"], ["--crop-size 32 does not fit a U-Net of depth 6", "multiples of 64"]),

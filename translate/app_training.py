@@ -27,6 +27,7 @@ from PIL import Image
 
 from .data import IMAGE_EXTENSIONS
 from .dataset_tools import _problem as image_problem
+from .recipes import recipe_config
 from .run_folder import holds_a_run
 
 APP_DIR = ".app"
@@ -178,7 +179,9 @@ def train_flags(data_a: Path, data_b: Path, name: str, runs_dir: Path, recipe: s
     if size < 16 or size % 4:
         raise TrainingError(f"Image size {size}: use a multiple of 4, at least 16.")
     flags = ["--data-a", str(data_a), "--data-b", str(data_b), "--name", name, "--runs-dir", str(runs_dir),
-             "--model", recipe, "--crop-size", str(size), "--load-size", str(size + size // 8 // 4 * 4)]
+             "--model", recipe, "--crop-size", str(size)]
+    if recipe_config(recipe).data.load_size:  # a recipe that zooms before cropping: by the reference's 9/8 here
+        flags += ["--load-size", str(size + size // 8 // 4 * 4)]
     values = {flag: flag_value(flag, value) for flag, value in advanced.items()}
     if values.get("sample-every") and "save-every" not in values:  # save with each sample grid; log more often
         values["save-every"] = values["sample-every"]

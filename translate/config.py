@@ -51,7 +51,7 @@ class DataConfig:
     data: str | None = opt(None, "dataset root holding trainA/ trainB/ (and testA/ testB/ for samples)")
     data_a: str | None = opt(None, "folder of domain A images (recursive)")
     data_b: str | None = opt(None, "folder of domain B images (recursive)")
-    load_size: int = opt(286, "resize the shorter side to this before cropping")
+    load_size: int = opt(286, "resize the shorter side to this before cropping (0 = to --crop-size: no zoom)")
     crop_size: int = opt(256, "square crop fed to the nets (divisible by 4)")
     resize: bool = opt(True, "resize to --load-size")
     crop: bool = opt(True, "random crop (centre crop when off)")

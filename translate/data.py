@@ -126,8 +126,8 @@ def limit_aspect(image: np.ndarray, **_) -> np.ndarray:
 
 def build_transform(load_size: int, crop_size: int, resize: bool = True, crop: bool = True,
                     flip: bool = True, train: bool = True) -> A.Compose:
-    """resize (shorter side to load_size, keeps aspect) -> random/centre crop -> horizontal flip; strips longer
-    than MAX_ASPECT:1 are centre-cropped to it first.
+    """resize (shorter side to load_size, at least crop_size; keeps aspect) -> random/centre crop -> horizontal
+    flip; strips longer than MAX_ASPECT:1 are centre-cropped to it first.
 
     For evaluation (train=False) the shorter side goes straight to crop_size and the centre is kept.
     """

@@ -10,10 +10,10 @@ from .config import Config
 from .runtime import resolve_device
 
 AT_LEAST_1 = ("batch_size", "log_every", "save_every", "sample_every", "n_samples", "g_steps", "d_steps", "ngf", "ndf",
-              "n_layers", "unet_depth", "epochs", "max_steps", "load_size", "crop_size")
-AT_LEAST_0 = ("pool_size", "n_blocks", "workers", "save_retries", "dropout", "lambda_cycle", "lambda_identity",
-              "label_smoothing", "gp_weight", "r1_weight", "feature_matching", "weight_decay", "ema", "lambda_nce",
-              "lambda_smooth")
+              "n_layers", "unet_depth", "epochs", "max_steps", "crop_size")
+AT_LEAST_0 = ("load_size", "pool_size", "n_blocks", "workers", "save_retries", "dropout", "lambda_cycle",
+              "lambda_identity", "label_smoothing", "gp_weight", "r1_weight", "feature_matching", "weight_decay", "ema",
+              "lambda_nce", "lambda_smooth")
 POSITIVE = ("lr_g", "lr_d")
 
 
