@@ -91,6 +91,7 @@ CANDIDATES = {
     "zoom": (DEFAULT_RECIPE, ZOOM, "the default until 2026-12-03: images zoomed by 9/8 before the crop, as the "
              "reference zooms 256 px crops from 286"),
     "default-seed1": (DEFAULT_RECIPE, {"seed": 1}, "the default with another seed"),
+    "zoom-seed1": (DEFAULT_RECIPE, {**ZOOM, "seed": 1}, "zoom with another seed"),
     "no-flip": (DEFAULT_RECIPE, dict(flip=False), "the default without random horizontal flips: at the crop scale "
                 "they were its last augmentation, and a mirrored glyph or emoji is not one of the set's"),
     "baseline-seed1": ("cyclegan", {**BASELINE, "seed": 1}, "the baseline with another seed"),

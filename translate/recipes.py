@@ -42,7 +42,7 @@ RECIPES: dict[str, dict] = {
              "286 and crops 256)", "the nets learn at the scale `eval` and the app translate at: zoomed by 9/8, "
              "every outline, serif and fill was learned larger than it is drawn at test time. Without the zoom "
              "the default beat its zoomed self on L1, PSNR and SSIM on glyphs and Noto -> Twemoji in "
-             "docs/quality.md, and won once and tied once on line art -> colour"),
+             "docs/quality.md, and won twice and tied once in three pairs of runs on line art -> colour"),
         ],
     },
     "cyclegan": {
