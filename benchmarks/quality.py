@@ -1,7 +1,7 @@
 """Translation quality at an equal budget, on sets with pixel-aligned ground truth.
 
     python benchmarks/quality.py                    # the default budget (about 30 min a candidate on 2 CPU cores)
-    python benchmarks/quality.py --quick            # a sixth of it, for iteration
+    python benchmarks/quality.py --quick            # a quarter of it, for iteration
     python benchmarks/quality.py --sets glyphs --candidates baseline default
     python benchmarks/quality.py --quick --size 128 --candidates default   # at 128 px: docs/quality_128px.md
 
@@ -11,8 +11,8 @@ same emoji or glyph in the target style: paired L1, PSNR, SSIM (torchmetrics) an
 fidelity). Every table has two reference rows: *input unchanged* (returning the input, which a weak GAN fails to
 beat) and *baseline*, the reference CycleGAN's configuration in our engine (transposed-conv upsampling, LSGAN,
 batch 1, no EMA). Results are kept per run in runs/quality/MODE/results.json, so candidates can be added and
-rerun one at a time; docs/quality.md and one sample sheet per set (input | each candidate | truth) are rewritten
-from them.
+rerun one at a time; the page (docs/quality.md for --quick, docs/quality_full.md for the default budget) and one
+sample sheet per set beside it (input | baseline | default | truth) are rewritten from them.
 """
 from __future__ import annotations
 
@@ -249,8 +249,9 @@ METRICS = (("l1", "L1 ↓", 4, min), ("psnr", "PSNR ↑", 2, max), ("ssim", "SSI
 START, END = "<!-- written by benchmarks/quality.py: start -->", "<!-- written by benchmarks/quality.py: end -->"
 
 
-def sheet_name(set_name: str, size: int) -> str:
-    return f"quality_{set_name}{'' if size == SIZE else f'_{size}px'}.png"
+def sheet_name(set_name: str, page: Path) -> str:
+    """A page's sheet for a set, beside it in img/: pages at other budgets or sizes never share sheets."""
+    return f"{page.stem}_{set_name}.png"
 
 
 def write_doc(results: dict, mode: str, size: int, path: Path) -> None:
@@ -279,7 +280,7 @@ def write_doc(results: dict, mode: str, size: int, path: Path) -> None:
                      for key, _, digits, _ in METRICS]
             extra = f"{r['images']} | {r['minutes']:.1f}" if name in models else " | "
             lines.append(f"| {name} | {' | '.join(cells)} | {extra} |")
-        lines += ["", f"![{set_name}](img/{sheet_name(set_name, size)})", "",
+        lines += ["", f"![{set_name}](img/{sheet_name(set_name, path)})", "",
                   f"Rows: test pairs; columns: input | {' | '.join(c for c in SHEET if c in models)} | truth."]
     generated = "\n".join([START, *lines, END])
     text = path.read_text() if path.is_file() else ""
@@ -310,15 +311,15 @@ def main(argv: list[str] | None = None) -> int:
                         help="train these (others keep their stored results); none: rewrite the doc and sheets")
     parser.add_argument("--images", type=int, help="override the budget (training images seen)")
     parser.add_argument("--size", type=int, default=SIZE, help=f"image size in pixels (default {SIZE})")
-    parser.add_argument("--doc", type=Path, help="page to write (default docs/quality.md, "
-                        "docs/quality_SIZEpx.md at another --size)")
+    parser.add_argument("--doc", type=Path, help="page to write (default docs/quality.md with --quick, "
+                        "docs/quality_full.md without; _SIZEpx before .md at another --size)")
     args = parser.parse_args(argv)
     if args.size < 32 or args.size % 16:
         parser.error(f"--size {args.size}: give a multiple of 16, at least 32")
     mode = "quick" if args.quick else "default"
     images = args.images or BUDGETS[mode]
     suffix = "" if args.size == SIZE else f"_{args.size}px"
-    doc = args.doc or ROOT / "docs" / f"quality{suffix}.md"
+    doc = args.doc or ROOT / "docs" / f"quality{'' if args.quick else '_full'}{suffix}.md"
     if doc.is_file() and START not in doc.read_text():  # never overwrite a page this script did not write
         parser.error(f"{doc} exists and has no section written by this script; give --doc a new file")
     out = ROOT / "runs" / "quality" / (mode + suffix)
@@ -348,7 +349,7 @@ def main(argv: list[str] | None = None) -> int:
             if candidate in rows and model.is_file():
                 columns[candidate] = translate(model, inputs)
         columns["truth"] = truth
-        sample_sheet(doc.parent / "img" / sheet_name(set_name, args.size), columns)
+        sample_sheet(doc.parent / "img" / sheet_name(set_name, doc), columns)
     write_doc(results, mode, args.size, doc)
     return 0
 

@@ -40,4 +40,4 @@ def test_page_at_another_size_names_its_command_nets_and_sheets(quality, tmp_pat
     text = page.read_text()
     assert text.startswith("# kept\n") and text.endswith("kept too\n") and "\nold\n" not in text
     assert "quality.py --quick --size 128`" in text and "crop_size 128" in text and "load_size 144" in text
-    assert "img/quality_openmoji_128px.png" in text
+    assert "img/quality_128px_openmoji.png" in text  # the page's own sheets
