@@ -322,6 +322,10 @@ def main(argv: list[str] | None = None) -> int:
     doc = args.doc or ROOT / "docs" / f"quality{'' if args.quick else '_full'}{suffix}.md"
     if doc.is_file() and START not in doc.read_text():  # never overwrite a page this script did not write
         parser.error(f"{doc} exists and has no section written by this script; give --doc a new file")
+    if not doc.is_file():  # nor, for a new page, a picture that happens to have its sheets' names
+        taken = [sheet for sheet in (doc.parent / "img" / sheet_name(n, doc) for n in args.sets) if sheet.exists()]
+        if taken:
+            parser.error(f"{taken[0]} exists and was not written for {doc}; give --doc another name")
     out = ROOT / "runs" / "quality" / (mode + suffix)
     results_path = out / "results.json"
     for set_name in args.sets:

@@ -1,4 +1,5 @@
-"""benchmarks/quality.py's command line: bad sizes get one line, and a page it did not write is never overwritten."""
+"""benchmarks/quality.py's command line: bad sizes get one line, and a page or picture it did not write is never
+overwritten."""
 import importlib.util
 from pathlib import Path
 
@@ -29,6 +30,16 @@ def test_a_page_it_did_not_write_is_left_alone(quality, tmp_path, capsys):
         quality.main(["--candidates", "--doc", str(page)])
     assert page.read_text() == "my own notes\n"
     assert "has no section written by this script" in capsys.readouterr().err
+
+
+def test_a_new_page_never_overwrites_a_picture_with_its_sheets_name(quality, tmp_path, capsys):
+    picture = tmp_path / "img" / "notes_glyphs.png"
+    picture.parent.mkdir()
+    picture.write_bytes(b"my picture")
+    with pytest.raises(SystemExit):
+        quality.main(["--sets", "glyphs", "--candidates", "--doc", str(tmp_path / "notes.md")])
+    assert picture.read_bytes() == b"my picture" and not (tmp_path / "notes.md").exists()
+    assert "notes_glyphs.png exists and was not written for" in capsys.readouterr().err
 
 
 def test_page_at_another_size_names_its_command_nets_and_sheets(quality, tmp_path):
