@@ -172,10 +172,19 @@ CANDIDATES = {
                     "transposed conv + blur)"),
     "cycle-5": (DEFAULT_RECIPE, dict(lambda_cycle=5.0), "the default with cycle weight 5: less pull toward the "
                 "mean colour that an L2 cycle asks where one line drawing has many colourings"),
+    "multiscale": (DEFAULT_RECIPE, dict(discriminator="multiscale"), "the default with multi-scale PatchGAN critics "
+                   "(pix2pixHD: one on the image, one on a half-size copy, each scale weighing the same)"),
+    "multiscale-r1": (DEFAULT_RECIPE, dict(discriminator="multiscale", r1_weight=0.15), "multiscale with R1 halved "
+                      "(the penalty's logits doubled)"),
     "default-smoothed": (DEFAULT_RECIPE, {}, "the default's model (not trained again), its translations smoothed "
                          "where flat as `translate apply --smooth` does (guided filter, He et al. 2010)"),
+    "paired-l1": (DEFAULT_RECIPE, {}, "a ceiling, not a candidate: the default's generator trained *with* the "
+                  "training pairs (supervised, L1 loss, no critic), at the same budget: what these nets reach when "
+                  "shown the answer"),
+    "paired-ssim": (DEFAULT_RECIPE, {}, "paired-l1 with 1 - SSIM added to its loss"),
 }
 SMOOTHED = {"default-smoothed": "default"}  # test-time candidates: the candidate whose model they translate
+PAIRED = {"paired-l1": False, "paired-ssim": True}  # ceilings trained on the pairs: name -> with an SSIM loss
 
 
 def train(root: Path, candidate: str, images: int, size: int, run_dir: Path) -> dict:
@@ -195,6 +204,37 @@ def train(root: Path, candidate: str, images: int, size: int, run_dir: Path) -> 
     Trainer(cfg, run_dir).fit()
     return {"minutes": (time.perf_counter() - start) / 60, "images": cfg.train.max_steps * cfg.train.batch_size,
             "steps": cfg.train.max_steps, "batch": cfg.train.batch_size}
+
+
+def train_paired(root: Path, candidate: str, images: int, size: int, inputs: torch.Tensor) -> tuple:
+    """A ceiling for the unpaired candidates: the default's generator fitted to the training pairs (A -> B of the
+    same name), batch and Adam as the default's, for the same number of images. (its test outputs, info)"""
+    from torchmetrics.functional.image import structural_similarity_index_measure as ssim
+    from translate.nets import build_generator
+    cfg = recipe_config(DEFAULT_RECIPE).update(nets(size))
+    t = cfg.train
+    torch.manual_seed(t.seed)
+    names_a, a = load_folder(root / "trainA", size)
+    names_b, b = load_folder(root / "trainB", size)
+    common = sorted(set(names_a) & set(names_b))
+    a, b = a[[names_a.index(n) for n in common]], b[[names_b.index(n) for n in common]]
+    net = build_generator(cfg.model)
+    opt = torch.optim.Adam(net.parameters(), lr=t.lr_g, betas=(t.beta1, t.beta2))
+    steps, start = images // t.batch_size, time.perf_counter()
+    for _ in range(steps):
+        i = torch.randint(len(a), (t.batch_size,))
+        out = net(a[i])
+        loss = (out - b[i]).abs().mean()
+        if PAIRED[candidate]:
+            loss = loss + 1 - ssim(out.add(1).div(2), b[i].add(1).div(2), data_range=1.0)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    net.eval()
+    with torch.no_grad():
+        outputs = torch.cat([net(inputs[i:i + 32]) for i in range(0, len(inputs), 32)]).clamp(-1, 1)
+    return outputs, {"minutes": (time.perf_counter() - start) / 60, "images": steps * t.batch_size, "steps": steps,
+                     "batch": t.batch_size}
 
 
 def score(outputs: torch.Tensor, inputs: torch.Tensor, truth: torch.Tensor) -> dict:
@@ -266,7 +306,7 @@ def write_doc(results: dict, mode: str, size: int, path: Path) -> None:
              "Best model value per column in bold.", "", "| candidate | what it is |", "|---|---|"]
     lines += [f"| {name} | {desc} |" for name, (_, _, desc) in CANDIDATES.items()]
     for set_name, rows in results.items():
-        models = {k: v for k, v in rows.items() if k != "input unchanged"}
+        models = {k: v for k, v in rows.items() if k != "input unchanged" and k not in PAIRED}
         nan = float("nan")  # also for figures that results stored before them lack
         best = {key: pick(v.get(key, nan) for v in models.values() if v.get(key, nan) == v.get(key, nan))
                 for key, _, _, pick in METRICS
@@ -278,7 +318,7 @@ def write_doc(results: dict, mode: str, size: int, path: Path) -> None:
             cells = ["" if key not in r else "n/a" if r[key] != r[key] else
                      f"**{r[key]:.{digits}f}**" if name in models and best.get(key) == r[key] else f"{r[key]:.{digits}f}"
                      for key, _, digits, _ in METRICS]
-            extra = f"{r['images']} | {r['minutes']:.1f}" if name in models else " | "
+            extra = f"{r['images']} | {r['minutes']:.1f}" if "images" in r else " | "
             lines.append(f"| {name} | {' | '.join(cells)} | {extra} |")
         lines += ["", f"![{set_name}](img/{sheet_name(set_name, path)})", "",
                   f"Rows: test pairs; columns: input | {' | '.join(c for c in SHEET if c in models)} | truth."]
@@ -336,24 +376,25 @@ def main(argv: list[str] | None = None) -> int:
         for candidate in args.candidates:
             base = SMOOTHED.get(candidate, candidate)
             run_dir = out / set_name / base
-            if candidate in SMOOTHED:  # a test-time option on another candidate's model, trained in this mode
-                if base not in results[set_name] or not (run_dir / "model.safetensors").is_file():
-                    sys.exit(f"{candidate} translates {base}'s model: run --candidates {base} first")
-                info = {k: results[set_name][base][k] for k in ("minutes", "images", "steps", "batch")}
+            if candidate in PAIRED:
+                outputs, info = train_paired(root, candidate, images, args.size, inputs)
             else:
-                info = train(root, candidate, images, args.size, run_dir)
-            row = {**score(translate(run_dir / "model.safetensors", inputs, candidate in SMOOTHED), inputs, truth),
-                   **info}
+                if candidate in SMOOTHED:  # a test-time option on another candidate's model, trained in this mode
+                    if base not in results[set_name] or not (run_dir / "model.safetensors").is_file():
+                        sys.exit(f"{candidate} translates {base}'s model: run --candidates {base} first")
+                    info = {k: results[set_name][base][k] for k in ("minutes", "images", "steps", "batch")}
+                else:
+                    info = train(root, candidate, images, args.size, run_dir)
+                outputs = translate(run_dir / "model.safetensors", inputs, candidate in SMOOTHED)
+            row = {**score(outputs, inputs, truth), **info}
             print(json.dumps({"set": set_name, "candidate": candidate, **row}), flush=True)
             results = save_result(results_path, set_name, {candidate: row})
-        rows = results[set_name]
-        columns = {"input": inputs}
-        for candidate in SHEET:
-            model = out / set_name / candidate / "model.safetensors"
-            if candidate in rows and model.is_file():
-                columns[candidate] = translate(model, inputs)
-        columns["truth"] = truth
-        sample_sheet(doc.parent / "img" / sheet_name(set_name, doc), columns)
+        models = {c: out / set_name / c / "model.safetensors" for c in SHEET if c in results[set_name]}
+        if all(model.is_file() for model in models.values()):  # else keep the sheet of the runs that made the rows
+            columns = {"input": inputs, **{c: translate(model, inputs) for c, model in models.items()}, "truth": truth}
+            sample_sheet(doc.parent / "img" / sheet_name(set_name, doc), columns)
+        else:
+            print(f"{set_name}: the models of {', '.join(models)} are not in {out}; its sheet is left as it is")
     write_doc(results, mode, args.size, doc)
     return 0
 

@@ -52,3 +52,15 @@ def test_page_at_another_size_names_its_command_nets_and_sheets(quality, tmp_pat
     assert text.startswith("# kept\n") and text.endswith("kept too\n") and "\nold\n" not in text
     assert "quality.py --quick --size 128`" in text and "crop_size 128" in text and "load_size 144" in text
     assert "img/quality_128px_openmoji.png" in text  # the page's own sheets
+
+
+def test_ceilings_trained_on_the_pairs_are_shown_but_never_the_best(quality, tmp_path):
+    page = tmp_path / "quality.md"
+    row = dict(l1=0.1, psnr=15.0, ssim=0.8, hue=10.0, chroma=0.5, psnr_to_change=14.0, ssim_background=0.9)
+    ceiling = dict(row, l1=0.05, psnr=20.0, ssim=0.9)
+    results = {"glyphs": {"input unchanged": {**row, "n": 3}, "default": {**row, "images": 3000, "minutes": 1.0},
+                          "paired-l1": {**ceiling, "images": 3000, "minutes": 0.5}}}
+    quality.write_doc(results, "quick", 64, page)
+    text = page.read_text()
+    assert "| default | **0.1000** | **15.00** | **0.800** |" in text
+    assert "| paired-l1 | 0.0500 | 20.00 | 0.900 |" in text and "| 3000 | 0.5 |" in text

@@ -36,8 +36,9 @@ class ModelConfig:
                          "[-1, 1]; the change starts at zero, so training starts from the identity)")
     mask: bool = opt(False, "with --residual, a learned per-pixel mask gates the change (output = input + "
                      "sigmoid(mask) * change; attention-guided translation, Mejjati et al. 2018, arXiv:1806.02311)")
-    discriminator: str = opt("patchgan", "discriminator net: patchgan (a logit per patch) | dcgan (one logit an "
-                             "image, DiscoGAN's)", tuple(DISCRIMINATORS))
+    discriminator: str = opt("patchgan", "discriminator net: patchgan (a logit per patch) | multiscale (PatchGANs "
+                             "on the image and a half-size copy, pix2pixHD's) | dcgan (one logit an image, "
+                             "DiscoGAN's)", tuple(DISCRIMINATORS))
     ndf: int = opt(64, "discriminator width")
     n_layers: int = opt(3, "PatchGAN stride-2 layers (3 = 70x70 patches)")
     d_norm: str = opt("instance", "discriminator normalisation", NORMS)

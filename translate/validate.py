@@ -79,5 +79,7 @@ def check_nets_fit(cfg: Config) -> None:
         try:
             build_discriminator(thin)(x)
         except (RuntimeError, ValueError) as exc:
-            raise ValueError(f"--crop-size {size} is too small for a PatchGAN with --n-layers {m.n_layers} "
+            what = ("a multi-scale PatchGAN (its second critic sees half the size)" if m.discriminator == "multiscale"
+                    else "a PatchGAN")
+            raise ValueError(f"--crop-size {size} is too small for {what} with --n-layers {m.n_layers} "
                              f"({str(exc).splitlines()[0]}); use fewer --n-layers or a larger --crop-size") from None

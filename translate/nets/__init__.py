@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from .discriminators import DCGANDiscriminator, PatchDiscriminator
+from .discriminators import DCGANDiscriminator, MultiScaleDiscriminator, PatchDiscriminator
 from .generators import EncoderDecoderGenerator, ResidualGenerator, ResnetGenerator, UnetGenerator
 from .layers import init_weights
 
@@ -24,12 +24,16 @@ def _patchgan(cfg) -> nn.Module:
     return PatchDiscriminator(cfg.channels, cfg.ndf, cfg.n_layers, cfg.d_norm, cfg.spectral_norm)
 
 
+def _multiscale(cfg) -> nn.Module:
+    return MultiScaleDiscriminator(cfg.channels, cfg.ndf, cfg.n_layers, cfg.d_norm, cfg.spectral_norm)
+
+
 def _dcgan(cfg) -> nn.Module:
     return DCGANDiscriminator(cfg.channels, cfg.ndf, cfg.n_layers, cfg.d_norm, cfg.spectral_norm)
 
 
 GENERATORS = {"resnet": _resnet, "unet": _unet, "encoder-decoder": _encoder_decoder}
-DISCRIMINATORS = {"patchgan": _patchgan, "dcgan": _dcgan}
+DISCRIMINATORS = {"patchgan": _patchgan, "multiscale": _multiscale, "dcgan": _dcgan}
 
 
 def _pick(registry: dict, name: str, kind: str):

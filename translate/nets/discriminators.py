@@ -1,7 +1,9 @@
-"""Discriminators: PatchGAN (scores overlapping patches, 70x70 for n_layers=3) and DCGAN (one logit an image)."""
+"""Discriminators: PatchGAN (scores overlapping patches, 70x70 for n_layers=3), a multi-scale PatchGAN (the same on
+the image and on a half-size copy) and DCGAN (one logit an image)."""
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .layers import norm_layer
@@ -37,6 +39,37 @@ class PatchDiscriminator(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.blocks(x)
+
+
+class MultiScaleDiscriminator(nn.Module):
+    """PatchGANs on the image and on its 2x, 4x... average-pooled copies (pix2pixHD, Wang et al. 2018): the coarse
+    ones judge layout and colour over the whole image, the full-size one detail. Each scale's logit map is resized
+    (nearest) to the full-size one's and stacked as a channel, so every scale weighs the same in a loss's mean.
+
+    `features(x)` returns every scale's intermediate activations, then the stacked logits."""
+
+    def __init__(self, in_channels: int = 3, ndf: int = 64, n_layers: int = 3, norm: str = "instance",
+                 spectral_norm: bool = False, scales: int = 2):
+        super().__init__()
+        self.scales = nn.ModuleList(PatchDiscriminator(in_channels, ndf, n_layers, norm, spectral_norm)
+                                    for _ in range(scales))
+
+    def _stack(self, logits: list[torch.Tensor]) -> torch.Tensor:
+        size = logits[0].shape[-2:]
+        return torch.cat([logits[0], *(F.interpolate(x, size=size, mode="nearest") for x in logits[1:])], dim=1)
+
+    def _pyramid(self, x: torch.Tensor):
+        for i, critic in enumerate(self.scales):
+            yield critic, x
+            if i + 1 < len(self.scales):
+                x = F.avg_pool2d(x, 3, stride=2, padding=1, count_include_pad=False)
+
+    def features(self, x: torch.Tensor) -> list[torch.Tensor]:
+        per_scale = [critic.features(image) for critic, image in self._pyramid(x)]
+        return [f for features in per_scale for f in features[:-1]] + [self._stack([f[-1] for f in per_scale])]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self._stack([critic(image) for critic, image in self._pyramid(x)])
 
 
 class DCGANDiscriminator(nn.Module):
