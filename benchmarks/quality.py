@@ -172,6 +172,8 @@ CANDIDATES = {
                     "transposed conv + blur)"),
     "cycle-5": (DEFAULT_RECIPE, dict(lambda_cycle=5.0), "the default with cycle weight 5: less pull toward the "
                 "mean colour that an L2 cycle asks where one line drawing has many colourings"),
+    "cycle-ssim": (DEFAULT_RECIPE, dict(recon_loss="l2-ssim"), "the default with 1 - SSIM added to its cycle and "
+                   "identity distances (Zhao et al. 2017): structure kept on the round trip, not only pixels"),
     "multiscale": (DEFAULT_RECIPE, dict(discriminator="multiscale"), "the default with multi-scale PatchGAN critics "
                    "(pix2pixHD: one on the image, one on a half-size copy, each scale weighing the same)"),
     "multiscale-r1": (DEFAULT_RECIPE, dict(discriminator="multiscale", r1_weight=0.15), "multiscale with R1 halved "
@@ -182,9 +184,10 @@ CANDIDATES = {
                   "training pairs (supervised, L1 loss, no critic), at the same budget: what these nets reach when "
                   "shown the answer"),
     "paired-ssim": (DEFAULT_RECIPE, {}, "paired-l1 with 1 - SSIM added to its loss"),
+    "paired-ssim-0.3": (DEFAULT_RECIPE, {}, "paired-l1 with 0.3 (1 - SSIM) added to its loss: between the two"),
 }
 SMOOTHED = {"default-smoothed": "default"}  # test-time candidates: the candidate whose model they translate
-PAIRED = {"paired-l1": False, "paired-ssim": True}  # ceilings trained on the pairs: name -> with an SSIM loss
+PAIRED = {"paired-l1": 0.0, "paired-ssim": 1.0, "paired-ssim-0.3": 0.3}  # ceilings trained on the pairs: SSIM weight
 
 
 def train(root: Path, candidate: str, images: int, size: int, run_dir: Path) -> dict:
@@ -226,7 +229,7 @@ def train_paired(root: Path, candidate: str, images: int, size: int, inputs: tor
         out = net(a[i])
         loss = (out - b[i]).abs().mean()
         if PAIRED[candidate]:
-            loss = loss + 1 - ssim(out.add(1).div(2), b[i].add(1).div(2), data_range=1.0)
+            loss = loss + PAIRED[candidate] * (1 - ssim(out.add(1).div(2), b[i].add(1).div(2), data_range=1.0))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

@@ -82,6 +82,17 @@ def test_recon_and_feature_matching():
         losses.d_loss("wgan", a, b)
 
 
+def test_l2_ssim_reconstruction_costs_lost_structure_more_than_an_equal_squared_error():
+    torch.manual_seed(0)
+    target = torch.rand(2, 3, 32, 32, dtype=torch.float64) * 2 - 1
+    blurred = torch.nn.functional.avg_pool2d(target, 3, 1, 1, count_include_pad=False)
+    shifted = target + (blurred - target).pow(2).mean().sqrt()  # the same squared error, structure kept
+    l2 = losses.recon_loss("l2", blurred, target).item()
+    assert losses.recon_loss("l2", shifted, target).item() == pytest.approx(l2)
+    assert losses.recon_loss("l2-ssim", target, target).item() == pytest.approx(0.0, abs=1e-12)
+    assert losses.recon_loss("l2-ssim", blurred, target) > losses.recon_loss("l2-ssim", shifted, target) + 0.3
+
+
 def test_edge_aware_smoothness_lets_a_change_jump_only_at_the_input_edges():
     """A square outline on white: colour filling its inside, stopping at the outline, costs far less than the same
     fill spilling 3 px past it (a halo); no change and a uniform change cost nothing. Exact values in float64."""

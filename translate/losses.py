@@ -14,7 +14,7 @@ import torch.nn.functional as F
 
 ADVERSARIAL = ("lsgan", "vanilla", "wgan-gp", "wgan-clip", "hinge")
 WASSERSTEIN = ("wgan-gp", "wgan-clip")
-RECON_LOSSES = ("l1", "l2")
+RECON_LOSSES = ("l1", "l2", "l2-ssim")
 
 
 def d_loss(kind: str, real: torch.Tensor, fake: torch.Tensor, smoothing: float = 0.0) -> torch.Tensor:
@@ -59,11 +59,15 @@ def r1_penalty(critic, real: torch.Tensor) -> torch.Tensor:
 
 
 def recon_loss(kind: str, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Cycle / identity distance: mean absolute (l1) or squared (l2) error."""
+    """Cycle / identity distance: mean absolute (l1) or squared (l2) error, or l2 plus 1 - SSIM on images in
+    [-1, 1] (l2-ssim: the structure term of Zhao et al. 2017's mixed loss, arXiv:1511.08861)."""
     if kind == "l1":
         return F.l1_loss(output, target)
     if kind == "l2":
         return F.mse_loss(output, target)
+    if kind == "l2-ssim":
+        from torchmetrics.functional.image import structural_similarity_index_measure as ssim
+        return F.mse_loss(output, target) + 1 - ssim(output.add(1).div(2), target.add(1).div(2), data_range=1.0)
     raise ValueError(f"unknown reconstruction loss {kind!r}; choose from {', '.join(RECON_LOSSES)}")
 
 
